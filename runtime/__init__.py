@@ -1,0 +1,117 @@
+"""Run Python work in parallel inside one process.
+
+Workers are own-GIL subinterpreters (PEP 734), free-threaded threads, or
+processes, bootstrapped through the application's entry point and kept alive by a
+supervised :class:`Pool`. :class:`Executor` is a ``concurrent.futures`` executor
+on the same workers; :mod:`runtime.aio` is the anyio front and :mod:`runtime.amqp`
+the RabbitMQ consumer (both imported only when used).
+"""
+
+from __future__ import annotations
+
+import sys as _sys
+from typing import TYPE_CHECKING, Any
+
+from ._capabilities import Capabilities as Capabilities
+from ._capabilities import capabilities as capabilities
+from ._errors import BackendUnavailable as BackendUnavailable
+from ._errors import BootstrapError as BootstrapError
+from ._errors import ChannelClosed as ChannelClosed
+from ._errors import ChannelEmpty as ChannelEmpty
+from ._errors import ChannelFull as ChannelFull
+from ._errors import ChannelTimeout as ChannelTimeout
+from ._errors import ConfigurationError as ConfigurationError
+from ._errors import Error as Error
+from ._errors import ExecutorShutdown as ExecutorShutdown
+from ._errors import NotTransferable as NotTransferable
+from ._errors import PoolError as PoolError
+from ._errors import ReferenceNotFound as ReferenceNotFound
+from ._errors import RemoteError as RemoteError
+from ._errors import TaskFailed as TaskFailed
+from ._errors import WorkerCrashed as WorkerCrashed
+from ._policy import RestartPolicy as RestartPolicy
+from ._task import Task as Task
+from ._task import WorkerInfo as WorkerInfo
+from ._worker import current_context as current_context
+from ._worker import current_worker as current_worker
+from ._worker import stop_requested as stop_requested
+
+if TYPE_CHECKING:
+    from ._channel import Channel as Channel
+    from ._executor import Executor as Executor
+    from ._pool import Pool as Pool
+    from ._pool import PoolReport as PoolReport
+    from ._pool import PoolStatistics as PoolStatistics
+    from .aio import open_executor as open_executor
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailable",
+    "BootstrapError",
+    "Capabilities",
+    "Channel",
+    "ChannelClosed",
+    "ChannelEmpty",
+    "ChannelFull",
+    "ChannelTimeout",
+    "ConfigurationError",
+    "Error",
+    "Executor",
+    "ExecutorShutdown",
+    "NotTransferable",
+    "Pool",
+    "PoolError",
+    "PoolReport",
+    "PoolStatistics",
+    "ReferenceNotFound",
+    "RemoteError",
+    "RestartPolicy",
+    "Task",
+    "TaskFailed",
+    "WorkerCrashed",
+    "WorkerInfo",
+    "capabilities",
+    "current_context",
+    "current_worker",
+    "open_executor",
+    "stop_requested",
+]
+
+# Heavier pieces load on first use, so a worker (and `import runtime`) stays small.
+_LAZY = {
+    "Channel": "._channel",
+    "Executor": "._executor",
+    "Pool": "._pool",
+    "PoolReport": "._pool",
+    "PoolStatistics": "._pool",
+    "open_executor": ".aio",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+# Objects defined in a script's __main__ come back from workers as __mp_main__.X
+# (the name the worker re-imports the script under); make that name resolve here.
+if "__main__" in _sys.modules:
+    _sys.modules.setdefault("__mp_main__", _sys.modules["__main__"])
+
+for _name in ("Capabilities", "RestartPolicy", "Task", "WorkerInfo"):
+    globals()[_name].__module__ = "runtime"
+for _obj in list(globals().values()):
+    if isinstance(_obj, type) and issubclass(_obj, BaseException) and _obj.__module__ == "runtime._errors":
+        _obj.__module__ = "runtime"
+del _name, _obj

@@ -1,0 +1,88 @@
+"""Pieces the Pool and the Executor share: backend resolution, bootstrap packing, worker ids."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import pickle
+import sys
+import warnings
+from typing import Any
+
+from ._capabilities import Capabilities, capabilities, choose_backend
+from ._errors import ConfigurationError, NotTransferable
+from ._task import check_importable_in_worker, main_module_spec, reference_of, resolve_reference
+
+log = logging.getLogger("runtime")
+_ids = itertools.count(1)
+
+
+def next_worker_id() -> int:
+    return next(_ids)
+
+
+def guard_main_import(what: str) -> None:
+    from ._worker import importing_main
+
+    if importing_main():
+        raise ConfigurationError(
+            f"a {what} was created while a worker re-imported the main script; put the code that "
+            "creates it under `if __name__ == '__main__':`"
+        )
+
+
+def resolve_backend(backend: str, caps: Capabilities | None = None) -> str:
+    caps = caps or capabilities()
+    chosen, why = choose_backend(backend, caps)
+    if backend == "auto":
+        log.info("runtime: backend=auto chose %r: %s", chosen, why)
+    if chosen == "subinterpreter" and caps.python_version < (3, 13):
+        warnings.warn(
+            "runtime: own-GIL subinterpreters on Python 3.12 crash the whole process when a worker "
+            "imports ssl, hashlib or asyncio (and pika/anyio import those); use them only with "
+            "modules known to be safe, or use backend='process'",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+    return chosen
+
+
+def pack_bootstrap(bootstrap: Any, backend: str) -> bytes | str | None:
+    """Validate a bootstrap in the caller and pack it for the worker."""
+    if bootstrap is None:
+        return None
+    if isinstance(bootstrap, str):
+        fn = resolve_reference(bootstrap)
+        if not callable(fn):
+            raise ConfigurationError(f"bootstrap {bootstrap!r} resolves to {fn!r}, which is not callable")
+        check_importable_in_worker(fn, backend, "bootstrap")
+        return bootstrap
+    if not callable(bootstrap):
+        raise ConfigurationError(
+            f"bootstrap must be a callable or a 'pkg.mod:name' reference, got {bootstrap!r}"
+        )
+    reference_of(bootstrap)
+    check_importable_in_worker(bootstrap, backend, "bootstrap")
+    return pickle.dumps(bootstrap, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def pickled(obj: Any, what: str) -> bytes:
+    try:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception as exc:
+        raise NotTransferable(
+            f"{what} cannot be sent to a worker: {type(exc).__name__}: {exc}. Workers receive "
+            "pickled copies; pass module-level classes/functions and picklable arguments"
+        ) from exc
+
+
+def init_spec(info: dict[str, Any], backend: str, bootstrap: bytes | str | None) -> dict[str, Any]:
+    return {
+        "info": info,
+        "main": main_module_spec() if backend != "thread" else None,
+        "bootstrap": bootstrap,
+    }
+
+
+def python_label() -> str:
+    return sys.version.split()[0]

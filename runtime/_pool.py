@@ -1,0 +1,620 @@
+"""The supervised pool: N workers, each running one long-lived Task, kept alive.
+
+All decisions are taken on one supervisor thread that reads events (worker
+messages, worker exits, resize/stop requests) from a queue and sleeps on it
+until the next event or the next restart is due — never in a polling loop.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Mapping
+from types import FrameType, TracebackType
+from typing import Any
+
+from ._capabilities import Capabilities, capabilities
+from ._common import (
+    guard_main_import,
+    init_spec,
+    next_worker_id,
+    pack_bootstrap,
+    pickled,
+    resolve_backend,
+)
+from ._errors import (
+    BackendUnavailable,
+    BootstrapError,
+    ConfigurationError,
+    PoolError,
+)
+from ._hub import Hub
+from ._policy import RestartPolicy, resolve_workers, split_by_weight
+from ._task import TaskSpec, check_importable_in_worker
+from ._wire import decode_exception
+from .backends import WorkerHandle, create_worker
+
+__all__ = ["Pool", "PoolReport", "PoolStatistics"]
+
+log = logging.getLogger("runtime")
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolReport:
+    """What a pool did, returned by :meth:`Pool.run` and :meth:`Pool.stop`."""
+
+    completed: int
+    restarts: int
+    gave_up: int
+    replaced: int
+    unfinished: int
+    stopped: bool
+    failures: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolStatistics:
+    """An immutable snapshot of a pool (``pool.statistics()``)."""
+
+    backend: str
+    target_workers: int
+    workers_alive: int
+    running: int
+    booting: int
+    waiting_restart: int
+    completed: int
+    restarts: int
+    gave_up: int
+    replaced: int
+    by_kind: Mapping[str, int]
+    state: str
+
+
+class _SlotState(enum.Enum):
+    BOOTING = "booting"
+    RUNNING = "running"
+    WAITING = "waiting"  # restart scheduled
+    DONE = "done"
+    GAVE_UP = "gave_up"
+
+
+_TERMINAL = (_SlotState.DONE, _SlotState.GAVE_UP)
+
+
+@dataclasses.dataclass(eq=False)
+class _Kind:
+    spec: TaskSpec
+    blob: bytes
+    weight: float
+    label: str
+
+
+@dataclasses.dataclass(eq=False)
+class _Slot:
+    id: int
+    kind: _Kind
+    state: _SlotState = _SlotState.BOOTING
+    worker: WorkerHandle | None = None
+    attempt: int = 0
+    failures: collections.deque[float] = dataclasses.field(default_factory=collections.deque)
+    restart_at: float = 0.0
+    retiring: bool = False
+    initial: bool = True
+
+
+def _normalize_tasks(tasks: Any) -> list[tuple[TaskSpec, float]]:
+    if isinstance(tasks, Mapping):
+        if not tasks:
+            raise ConfigurationError("the task mapping is empty; give at least one task kind")
+        return [(TaskSpec.from_value(k), w) for k, w in tasks.items()]
+    return [(TaskSpec.from_value(tasks), 1)]
+
+
+class Pool:
+    """Keep ``workers`` workers busy running tasks, supervised.
+
+    ``tasks`` is a :class:`Task` subclass, an instance (its constructor arguments
+    travel to each worker), a ``"pkg.mod:Name"`` reference, or a mapping of those to
+    weights (``{A: 3, B: 7}``) that splits the workers. ``workers`` is a count or a
+    fraction of the usable CPUs. ``bootstrap`` (a callable or reference) runs once in
+    every fresh worker; its return value is the task's ``self.context``.
+    """
+
+    def __init__(
+        self,
+        tasks: Any,
+        *,
+        workers: int | float = 1,
+        backend: str = "auto",
+        bootstrap: Any = None,
+        restart: RestartPolicy | None = None,
+        stop_timeout: float = 30.0,
+        handle_signals: bool = True,
+        _capabilities: Capabilities | None = None,
+    ) -> None:
+        guard_main_import("Pool")
+        caps = _capabilities or capabilities()
+        if restart is not None and not isinstance(restart, RestartPolicy):
+            raise ConfigurationError(f"restart must be a runtime.RestartPolicy, got {restart!r}")
+        if not isinstance(stop_timeout, (int, float)) or stop_timeout < 0:
+            raise ConfigurationError(f"stop_timeout must be a number >= 0, got {stop_timeout!r}")
+        self._caps = caps
+        self._cpu_count = caps.cpu_count
+        self._workers_arg = workers
+        target = resolve_workers(workers, caps.cpu_count)
+        self.backend = resolve_backend(backend, caps)
+        self.policy = restart or RestartPolicy()
+        self.stop_timeout = float(stop_timeout)
+        self.handle_signals = handle_signals
+        kinds = []
+        for spec, weight in _normalize_tasks(tasks):
+            check_importable_in_worker(spec.cls, self.backend, "task")
+            blob = pickled(spec, f"task {spec.label} with its constructor arguments")
+            kinds.append(_Kind(spec, blob, weight, spec.label))
+        self._kinds = kinds
+        split_by_weight([(k, k.weight) for k in kinds], target)  # validates weights vs count
+        self._target = target
+        self._bootstrap = pack_bootstrap(bootstrap, self.backend)
+
+        self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._slots: dict[int, _Slot] = {}
+        self._by_worker: dict[int, _Slot] = {}
+        self._workers: dict[int, WorkerHandle] = {}
+        self._slot_ids = 0
+        self._counts = collections.Counter[str]()
+        self._failures: list[str] = []
+        self._state = "new"
+        self._stopping = False
+        self._stop_deadline: float | None = None
+        self._hub: Hub | None = None
+        self._thread: threading.Thread | None = None
+        self._started = threading.Event()
+        self._finished = threading.Event()
+        self._fatal: BaseException | None = None
+        self._report: PoolReport | None = None
+        self._gil_warned = False
+
+    # ------------------------------------------------------------------ public API
+    def start(self) -> Pool:
+        """Start every worker and wait until each has bootstrapped (raises BootstrapError if not)."""
+        with self._lock:
+            if self._state != "new":
+                raise PoolError(f"this pool was already started (state: {self._state}); create a new Pool")
+            self._state = "starting"
+        self._hub = Hub(name="runtime-pool-hub")
+        self._thread = threading.Thread(target=self._supervise, name="runtime-supervisor", daemon=True)
+        self._thread.start()
+        self._started.wait()
+        if self._fatal is not None:
+            self._finished.wait()
+            raise self._fatal
+        return self
+
+    def run(self) -> PoolReport:
+        """Run until every task returned, or stop()/SIGTERM/SIGINT; returns a :class:`PoolReport`."""
+        restore = self._install_signal_handlers()
+        try:
+            if self._state == "new":
+                self.start()
+            self._finished.wait()
+        finally:
+            restore()
+        if self._fatal is not None:
+            raise self._fatal
+        assert self._report is not None
+        return self._report
+
+    def stop(self, timeout: float | None = None) -> PoolReport:
+        """Ask tasks to finish (``self.stopping``), wait up to ``timeout``, report what did not."""
+        if self._state == "new":
+            raise PoolError("the pool was never started")
+        self._events.put(("stop", self.stop_timeout if timeout is None else float(timeout)))
+        self._finished.wait()
+        assert self._report is not None
+        return self._report
+
+    def resize(self, workers: int | float) -> None:
+        """Change the number of workers while running (split by the same weights)."""
+        target = resolve_workers(workers, self._cpu_count)
+        split_by_weight([(k, k.weight) for k in self._kinds], target)
+        if self._state not in ("new", "running", "starting"):
+            raise PoolError(f"cannot resize a pool that is {self._state}")
+        self._events.put(("resize", target))
+
+    def statistics(self) -> PoolStatistics:
+        with self._lock:
+            live = [s for s in self._slots.values() if s.state not in _TERMINAL]
+            by_kind = collections.Counter(s.kind.label for s in live)
+            return PoolStatistics(
+                backend=self.backend,
+                target_workers=self._target,
+                workers_alive=len(self._workers),
+                running=sum(s.state is _SlotState.RUNNING for s in live),
+                booting=sum(s.state is _SlotState.BOOTING for s in live),
+                waiting_restart=sum(s.state is _SlotState.WAITING for s in live),
+                completed=self._counts["completed"],
+                restarts=self._counts["restarts"],
+                gave_up=self._counts["gave_up"],
+                replaced=self._counts["replaced"],
+                by_kind=dict(by_kind),
+                state=self._state,
+            )
+
+    def __enter__(self) -> Pool:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if not self._finished.is_set():
+            self.stop()
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(f"{k.label}:{k.weight}" for k in self._kinds)
+        return f"<runtime.Pool {kinds} workers={self._target} backend={self.backend} state={self._state}>"
+
+    # ------------------------------------------------------------------ signals
+    def _install_signal_handlers(self) -> Any:
+        if not self.handle_signals or threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        previous: dict[int, Any] = {}
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            name = signal.Signals(signum).name
+            if self._stopping:
+                log.warning("runtime: %s again; not waiting for running tasks any longer", name)
+                self._events.put(("stop", 0.0))
+            else:
+                log.warning("runtime: %s received; stopping the pool (up to %.1fs)", name, self.stop_timeout)
+                self._events.put(("stop", self.stop_timeout))
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except (ValueError, OSError):
+                pass
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                try:
+                    signal.signal(sig, old)
+                except (ValueError, OSError):
+                    pass
+
+        return restore
+
+    # ------------------------------------------------------------------ supervisor
+    def _new_slot(self, kind: _Kind, *, initial: bool) -> _Slot:
+        self._slot_ids += 1
+        slot = _Slot(self._slot_ids, kind, initial=initial)
+        self._slots[slot.id] = slot
+        self._spawn(slot)
+        return slot
+
+    def _spawn(self, slot: _Slot) -> None:
+        assert self._hub is not None
+        worker = create_worker(
+            self.backend,
+            next_worker_id(),
+            self._hub,
+            lambda w, m: self._events.put(("msg", w, m)),
+            lambda w: self._events.put(("closed", w)),
+        )
+        info = self._info(slot, worker)
+        slot.worker = worker
+        slot.state = _SlotState.BOOTING
+        self._by_worker[worker.id] = slot
+        self._workers[worker.id] = worker
+        try:
+            worker.start(init_spec(info, self.backend, self._bootstrap))
+        except Exception as exc:
+            self._by_worker.pop(worker.id, None)
+            self._workers.pop(worker.id, None)
+            slot.worker = None
+            raise BackendUnavailable(f"could not start a {self.backend} worker: {exc}") from exc
+
+    def _info(self, slot: _Slot, worker: WorkerHandle) -> dict[str, Any]:
+        return {
+            "id": worker.id,
+            "backend": self.backend,
+            "attempt": slot.attempt + 1,
+            "slot": slot.id,
+            "kind": slot.kind.label,
+            "pid": worker.pid or 0,
+        }
+
+    def _live_slots(self) -> list[_Slot]:
+        return [s for s in self._slots.values() if s.state not in _TERMINAL]
+
+    def _supervise(self) -> None:
+        try:
+            self._boot()
+            if self._fatal is None:
+                self._loop()
+        except BaseException as exc:  # a bug here must not leave run() waiting forever
+            log.exception("runtime: the pool supervisor failed")
+            if self._fatal is None:
+                self._fatal = PoolError(f"the pool supervisor failed: {exc!r}")
+        finally:
+            self._shutdown_workers()
+            self._started.set()
+            self._finished.set()
+
+    def _boot(self) -> None:
+        with self._lock:
+            counts = split_by_weight([(k, k.weight) for k in self._kinds], self._target)
+            try:
+                for kind, n in counts.items():
+                    for _ in range(n):
+                        self._new_slot(kind, initial=True)
+            except Exception as exc:
+                self._fatal = exc
+                return
+        # Wait for every initial worker to report ready (or for the first boot failure).
+        while not self._fatal:
+            booting = [s for s in self._slots.values() if s.state is _SlotState.BOOTING and s.initial]
+            if not booting:
+                break
+            self._handle(self._events.get())
+        with self._lock:
+            if self._fatal is None:
+                self._state = "running"
+        self._started.set()
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                live = self._live_slots()
+            if not live and not self._stopping:
+                break
+            if self._stopping and not live and not self._workers:
+                break
+            now = time.monotonic()
+            deadlines = [s.restart_at for s in live if s.state is _SlotState.WAITING]
+            if self._stop_deadline is not None:
+                deadlines.append(self._stop_deadline)
+            timeout = max(0.0, min(deadlines) - now) if deadlines else None
+            try:
+                event = self._events.get(timeout=timeout)
+            except queue.Empty:
+                event = None
+            if event is not None:
+                self._handle(event)
+            self._due(time.monotonic())
+            if self._stopping and self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
+                self._abandon()
+                break
+
+    def _handle(self, event: tuple[Any, ...]) -> None:
+        kind = event[0]
+        with self._lock:
+            if kind == "msg":
+                self._on_message(event[1], event[2])
+            elif kind == "closed":
+                self._on_closed(event[1])
+            elif kind == "resize":
+                self._on_resize(event[1])
+            elif kind == "stop":
+                self._on_stop(event[1])
+
+    def _on_message(self, worker: WorkerHandle, msg: tuple[Any, ...]) -> None:
+        slot = self._by_worker.get(worker.id)
+        what = msg[0]
+        if slot is None:
+            return
+        if what == "ready":
+            worker.pid = msg[1]
+            self._check_gil(msg[2])
+            if self._stopping or slot.retiring:
+                self._finish_slot(slot, _SlotState.DONE, counted=None)
+                return
+            slot.attempt += 1
+            slot.state = _SlotState.RUNNING
+            slot.initial = False
+            worker.send(("task", slot.kind.blob, self._info_running(slot, worker)))
+        elif what == "boot_failed":
+            exc_payload, refused = msg[1], msg[2]
+            if slot.initial and self._state == "starting":
+                cls = BackendUnavailable if refused else BootstrapError
+                _, name, message, tb = exc_payload
+                hint = (
+                    f" (the {self.backend} backend cannot load an extension the bootstrap needs; "
+                    "use backend='thread' or backend='process')"
+                    if refused
+                    else ""
+                )
+                self._fatal = cls(f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}", tb)
+                self._stopping = True
+                return
+            self._on_failure(slot, f"bootstrap failed: {exc_payload[1]}: {exc_payload[2]}", exc_payload[3])
+        elif what == "task_done":
+            self._finish_slot(slot, _SlotState.DONE, counted="completed")
+            log.info("runtime: task %s (slot %d) returned; its job is finished", slot.kind.label, slot.id)
+        elif what == "task_failed":
+            exc = decode_exception(msg[1])
+            self._on_failure(slot, f"{type(exc).__name__}: {exc}", msg[1][3])
+
+    def _info_running(self, slot: _Slot, worker: WorkerHandle) -> dict[str, Any]:
+        info = self._info(slot, worker)
+        info["attempt"] = slot.attempt
+        return info
+
+    def _check_gil(self, report: dict[str, Any]) -> None:
+        if (
+            self.backend == "thread"
+            and self._caps.free_threaded_build
+            and report.get("gil_enabled")
+            and not self._gil_warned
+        ):
+            self._gil_warned = True
+            mods = ", ".join(report.get("new_extensions") or []) or "an extension module"
+            log.warning(
+                "runtime: the GIL was re-enabled while the bootstrap ran (likely by %s, which does not "
+                "declare free-threading support); thread workers will NOT run Python code in parallel. "
+                "Use backend='process' or 'subinterpreter', or set PYTHON_GIL=0 if the module is safe.",
+                mods,
+            )
+
+    def _release_worker(self, slot: _Slot) -> None:
+        worker = slot.worker
+        slot.worker = None
+        if worker is not None:
+            self._by_worker.pop(worker.id, None)
+            worker.exit()
+
+    def _finish_slot(self, slot: _Slot, state: _SlotState, counted: str | None) -> None:
+        slot.state = state
+        if counted:
+            self._counts[counted] += 1
+        self._release_worker(slot)
+
+    def _on_failure(self, slot: _Slot, summary: str, tb: str | None, *, worker_gone: bool = False) -> None:
+        label = f"{slot.kind.label} (slot {slot.id}, attempt {slot.attempt})"
+        self._failures.append(f"{label}: {summary}")
+        if tb:
+            log.error("runtime: task %s failed: %s\n%s", label, summary, tb.rstrip())
+        else:
+            log.error("runtime: task %s failed: %s", label, summary)
+        if worker_gone or self.policy.fresh_worker or slot.state is _SlotState.BOOTING:
+            self._release_worker(slot)
+        now = time.monotonic()
+        slot.failures.append(now)
+        while slot.failures and now - slot.failures[0] > self.policy.within:
+            slot.failures.popleft()
+        if self._stopping or slot.retiring:
+            slot.state = _SlotState.DONE
+            self._release_worker(slot)
+            return
+        limit = self.policy.max_restarts
+        if limit is not None and len(slot.failures) > limit:
+            log.error(
+                "runtime: giving up on %s: %d failures within %.1fs exceed max_restarts=%d",
+                label,
+                len(slot.failures),
+                self.policy.within,
+                limit,
+            )
+            self._finish_slot(slot, _SlotState.GAVE_UP, counted="gave_up")
+            return
+        delay = self.policy.delay(len(slot.failures))
+        slot.state = _SlotState.WAITING
+        slot.restart_at = now + delay
+        log.info("runtime: restarting %s in %.3fs", label, delay)
+
+    def _on_closed(self, worker: WorkerHandle) -> None:
+        self._workers.pop(worker.id, None)
+        slot = self._by_worker.pop(worker.id, None)
+        if slot is None or slot.worker is not worker:
+            return
+        slot.worker = None
+        if slot.state in (_SlotState.RUNNING, _SlotState.BOOTING):
+            if slot.initial and self._state == "starting":
+                self._fatal = BootstrapError(f"a fresh {self.backend} worker died while bootstrapping: {worker.describe_exit()}")
+                self._stopping = True
+                return
+            self._counts["replaced"] += 1
+            log.warning("runtime: %s; replacing it", worker.describe_exit())
+            self._on_failure(slot, worker.describe_exit(), None, worker_gone=True)
+
+    def _due(self, now: float) -> None:
+        with self._lock:
+            for slot in self._live_slots():
+                if slot.state is _SlotState.WAITING and now >= slot.restart_at and not self._stopping:
+                    self._counts["restarts"] += 1
+                    if slot.worker is None:
+                        try:
+                            self._spawn(slot)
+                        except Exception as exc:
+                            log.error("runtime: could not start a replacement worker: %s", exc)
+                            slot.restart_at = now + self.policy.delay(len(slot.failures) + 1)
+                    else:
+                        slot.attempt += 1
+                        slot.state = _SlotState.RUNNING
+                        slot.worker.send(("task", slot.kind.blob, self._info_running(slot, slot.worker)))
+
+    def _on_resize(self, target: int) -> None:
+        self._target = target
+        if self._stopping:
+            return
+        wanted = split_by_weight([(k, k.weight) for k in self._kinds], target)
+        for kind, n in wanted.items():
+            live = [s for s in self._live_slots() if s.kind is kind and not s.retiring]
+            if len(live) < n:
+                for _ in range(n - len(live)):
+                    self._new_slot(kind, initial=False)
+            elif len(live) > n:
+                # Retire the least useful first: waiting, then booting, then running.
+                order = {_SlotState.WAITING: 0, _SlotState.BOOTING: 1, _SlotState.RUNNING: 2}
+                for slot in sorted(live, key=lambda s: order.get(s.state, 3))[: len(live) - n]:
+                    slot.retiring = True
+                    if slot.state is _SlotState.WAITING:
+                        slot.state = _SlotState.DONE
+                    elif slot.worker is not None and slot.state is _SlotState.RUNNING:
+                        slot.worker.request_stop()
+        log.info("runtime: pool resized to %d workers", target)
+
+    def _on_stop(self, timeout: float) -> None:
+        deadline = time.monotonic() + max(0.0, timeout)
+        if self._stopping:
+            if self._stop_deadline is None or deadline < self._stop_deadline:
+                self._stop_deadline = deadline
+            return
+        self._stopping = True
+        self._state = "stopping"
+        self._stop_deadline = deadline
+        for slot in self._live_slots():
+            if slot.state is _SlotState.WAITING:
+                slot.state = _SlotState.DONE
+            elif slot.worker is not None:
+                slot.worker.request_stop()
+                if slot.state is _SlotState.BOOTING:
+                    self._finish_slot(slot, _SlotState.DONE, counted=None)
+
+    def _abandon(self) -> None:
+        with self._lock:
+            for slot in self._live_slots():
+                self._counts["unfinished"] += 1
+                worker = slot.worker
+                label = f"{slot.kind.label} (slot {slot.id})"
+                if worker is not None and not worker.kill():
+                    log.warning(
+                        "runtime: task %s did not stop in time; its %s worker cannot be pre-empted "
+                        "and is abandoned (check self.stopping in long loops)",
+                        label,
+                        self.backend,
+                    )
+                else:
+                    log.warning("runtime: task %s did not stop in time and was killed", label)
+                slot.state = _SlotState.DONE
+                slot.worker = None
+
+    def _shutdown_workers(self) -> None:
+        with self._lock:
+            workers = list(self._workers.values())
+            if self._state != "new":
+                self._state = "stopped"
+            self._report = PoolReport(
+                completed=self._counts["completed"],
+                restarts=self._counts["restarts"],
+                gave_up=self._counts["gave_up"],
+                replaced=self._counts["replaced"],
+                unfinished=self._counts["unfinished"],
+                stopped=self._stopping,
+                failures=tuple(self._failures),
+            )
+        for worker in workers:
+            worker.exit()
+        deadline = time.monotonic() + 5
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+        if self._hub is not None:
+            self._hub.close()
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))

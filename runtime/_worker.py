@@ -1,0 +1,246 @@
+"""Code that runs *inside* a worker: initialize (main fixup, bootstrap) → serve → finalize.
+
+The same loop runs in every backend: in a subinterpreter (started by ``run_string``
+in a thread of the main interpreter), in a plain thread, and in a child process.
+It talks to the main side over two pipes (framed pickles, see ``_wire``) and
+watches a third pipe that becomes readable when the pool asks tasks to stop.
+Nothing here polls: every wait is a blocking read or ``select`` on an fd.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import pickle
+import sys
+import threading
+import types
+from collections.abc import Callable
+from typing import Any
+
+from ._wire import ExcPayload, dumps, encode_exception, recv_message, send_message
+
+__all__ = ["current_context", "current_worker", "importing_main", "serve", "stop_requested"]
+
+_local = threading.local()
+_importing_main = False
+
+SUBINTERPRETER_REFUSAL = "does not support loading in subinterpreters"
+
+
+class _WorkerState:
+    def __init__(self, info: dict[str, Any], stop_fd: int) -> None:
+        self.info = info
+        self.stop_fd = stop_fd
+        self.context: Any = None
+
+
+def current_context() -> Any:
+    """What the bootstrap returned in the calling worker (None outside workers or without bootstrap)."""
+    state: _WorkerState | None = getattr(_local, "state", None)
+    return None if state is None else state.context
+
+
+def current_worker() -> Any:
+    """The :class:`~runtime.WorkerInfo` of the calling worker, or None in the main program."""
+    state: _WorkerState | None = getattr(_local, "state", None)
+    if state is None:
+        return None
+    from ._task import WorkerInfo
+
+    return WorkerInfo(**state.info)
+
+
+def stop_requested(timeout: float | None = 0) -> bool:
+    """True once the pool/executor asked this worker to stop; waits up to ``timeout`` seconds."""
+    import select
+
+    state: _WorkerState | None = getattr(_local, "state", None)
+    if state is None:
+        return False
+    ready, _, _ = select.select([state.stop_fd], [], [], timeout)
+    return bool(ready)
+
+
+def importing_main() -> bool:
+    """True while a worker re-imports the parent's ``__main__`` (pools must not be created then)."""
+    return _importing_main
+
+
+def _fixup_main(spec: dict[str, str]) -> None:
+    """Re-import the parent's main script/module as ``__mp_main__`` so ``__main__.X`` unpickles."""
+    global _importing_main
+    import runpy
+
+    if getattr(sys.modules.get("__main__"), "__runtime_fixed__", False):
+        return
+    _importing_main = True
+    try:
+        if "name" in spec:
+            namespace = runpy.run_module(spec["name"], run_name="__mp_main__", alter_sys=False)
+        else:
+            namespace = runpy.run_path(spec["path"], run_name="__mp_main__")
+    finally:
+        _importing_main = False
+    module = types.ModuleType("__mp_main__")
+    module.__dict__.update(namespace)
+    module.__dict__["__runtime_fixed__"] = True
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+
+
+def _annotate(exc: BaseException, backend: str) -> None:
+    """Turn the cryptic single-phase-init refusal into advice."""
+    if backend == "subinterpreter" and isinstance(exc, ImportError) and SUBINTERPRETER_REFUSAL in str(exc):
+        name = getattr(exc, "name", None) or str(exc).split()[1] if len(str(exc).split()) > 1 else "?"
+        exc.add_note(
+            f"runtime: the extension module {name!r} cannot load in a subinterpreter; "
+            "use backend='thread' or backend='process' for work that needs it"
+        )
+
+
+def _run_bootstrap(bootstrap: Any, info: dict[str, Any]) -> tuple[Any, Callable[[], None]]:
+    if bootstrap is None:
+        return None, lambda: None
+    if isinstance(bootstrap, str):
+        from ._task import resolve_reference
+
+        fn = resolve_reference(bootstrap)
+    else:
+        fn = pickle.loads(bootstrap)
+    if not callable(fn):
+        raise TypeError(f"the bootstrap {fn!r} is not callable")
+    takes_worker = False
+    try:
+        takes_worker = len(inspect.signature(fn).parameters) >= 1
+    except (TypeError, ValueError):
+        pass
+    if takes_worker:
+        from ._task import WorkerInfo
+
+        result = fn(WorkerInfo(**info))
+    else:
+        result = fn()
+    if inspect.isgenerator(result):
+        gen = result
+        context = next(gen)
+
+        def finalize() -> None:
+            try:
+                next(gen)
+            except StopIteration:
+                pass
+            else:
+                gen.close()
+
+        return context, finalize
+    return result, lambda: None
+
+
+def _gil_report(before: set[str]) -> dict[str, Any]:
+    is_enabled = getattr(sys, "_is_gil_enabled", None)
+    if is_enabled is None:
+        return {"gil_enabled": None, "new_extensions": []}
+    new = sorted(
+        name
+        for name in set(sys.modules) - before
+        if str(getattr(sys.modules[name], "__file__", "") or "").endswith((".so", ".pyd"))
+    )
+    return {"gil_enabled": bool(is_enabled()), "new_extensions": new}
+
+
+def _run_task(state: _WorkerState, blob: bytes, info: dict[str, Any]) -> tuple[Any, ...]:
+    from ._task import WorkerInfo
+
+    try:
+        spec = pickle.loads(blob)
+        task = spec.build()
+        task.context = state.context
+        task.worker = WorkerInfo(**info)
+        task._stop_fd = state.stop_fd
+        state.info = info
+        task.run()
+    except Exception as exc:
+        _annotate(exc, info.get("backend", ""))
+        return ("task_failed", encode_exception(exc))
+    return ("task_done",)
+
+
+def _run_calls(batch_id: int, count: int, blob: bytes, backend: str) -> bytes:
+    results: list[tuple[bool, Any]] = []
+    try:
+        calls = pickle.loads(blob)
+    except Exception as exc:
+        _annotate(exc, backend)
+        failure = encode_exception(exc)
+        results = [(False, failure)] * count
+    else:
+        for fn, args, kwargs in calls:
+            try:
+                results.append((True, fn(*args, **kwargs)))
+            except BaseException as exc:  # SystemExit in a job fails the job, not the worker
+                _annotate(exc, backend)
+                results.append((False, encode_exception(exc)))
+    try:
+        return dumps(("results", batch_id, results))
+    except Exception:
+        return dumps(("results", batch_id, [_transferable(ok, value) for ok, value in results]))
+
+
+def _transferable(ok: bool, value: Any) -> tuple[bool, Any]:
+    if not ok:
+        return ok, value
+    try:
+        dumps(value)
+    except Exception as exc:
+        from ._errors import NotTransferable
+
+        err = NotTransferable(
+            f"the result of type {type(value).__module__}.{type(value).__qualname__} cannot be "
+            f"sent back from the worker: {exc}"
+        )
+        payload: ExcPayload = encode_exception(err)
+        return False, payload
+    return ok, value
+
+
+def serve(inbox: int, outbox: int, stop_fd: int) -> None:
+    """Run one worker until the main side says ``exit`` or goes away."""
+    from ._wire import frame, write_all
+
+    try:
+        _, spec = recv_message(inbox)
+    except EOFError:
+        return
+    info: dict[str, Any] = spec["info"]
+    state = _WorkerState(info, stop_fd)
+    _local.state = state
+    backend = info["backend"]
+    before = set(sys.modules)
+    try:
+        if spec.get("main") and backend != "thread":
+            _fixup_main(spec["main"])
+        state.context, finalize = _run_bootstrap(spec.get("bootstrap"), info)
+    except BaseException as exc:
+        _annotate(exc, backend)
+        refused = isinstance(exc, ImportError) and SUBINTERPRETER_REFUSAL in str(exc)
+        send_message(outbox, ("boot_failed", encode_exception(exc), refused))
+        return
+    send_message(outbox, ("ready", os.getpid(), _gil_report(before)))
+    try:
+        while True:
+            try:
+                msg = recv_message(inbox)
+            except EOFError:
+                return
+            kind = msg[0]
+            if kind == "calls":
+                write_all(outbox, frame(_run_calls(msg[1], msg[2], msg[3], backend)))
+            elif kind == "task":
+                send_message(outbox, _run_task(state, msg[1], msg[2]))
+            elif kind == "exit":
+                return
+    finally:
+        try:
+            finalize()
+        finally:
+            _local.state = None

@@ -1,0 +1,167 @@
+"""Worker backends behind one protocol.
+
+A :class:`WorkerHandle` owns three pipes (jobs in, results out, stop signal) and
+starts :func:`runtime._worker.serve` somewhere: in an own-GIL subinterpreter, in a
+thread, or in a child process. Everything else (supervision, executor dispatch)
+talks to the handle only, so adding a backend means writing ``_launch``/``kill``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import logging
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from .._hub import Connection, Hub
+from .._wire import dumps, frame
+
+log = logging.getLogger("runtime")
+
+__all__ = ["WorkerHandle", "create_worker", "live_workers"]
+
+_PIPE_SIZE = 1 << 20
+_live: set[WorkerHandle] = set()
+_live_lock = threading.Lock()
+
+
+def live_workers() -> list[WorkerHandle]:
+    with _live_lock:
+        return list(_live)
+
+
+def _pipe() -> tuple[int, int]:
+    r, w = os.pipe()
+    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+    if set_size is not None:
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(w, set_size, _PIPE_SIZE)
+    return r, w
+
+
+class WorkerHandle:
+    """Main-side handle of one worker. Subclasses implement ``_launch``, ``kill`` and ``join``."""
+
+    backend = ""
+
+    def __init__(
+        self,
+        worker_id: int,
+        hub: Hub,
+        on_message: Callable[[WorkerHandle, Any], None],
+        on_close: Callable[[WorkerHandle], None],
+    ) -> None:
+        self.id = worker_id
+        self.pid: int | None = None
+        self._in_r, self._in_w = _pipe()
+        self._out_r, self._out_w = _pipe()
+        self._stop_r, self._stop_w = os.pipe()
+        os.set_blocking(self._stop_w, False)
+        self.conn = Connection(
+            hub,
+            self._out_r,
+            self._in_w,
+            on_message=lambda msg: on_message(self, msg),
+            on_close=self._closed,
+        )
+        self._on_close = on_close
+        self._hub = hub
+        self.exited = threading.Event()
+        self.exit_detail: str | None = None
+
+    # -- lifecycle -----------------------------------------------------------------
+    def start(self, spec: dict[str, Any]) -> None:
+        """Launch the worker and hand it its init spec (bootstrap, main fixup, identity)."""
+        with _live_lock:
+            _live.add(self)
+        self.send(("init", spec))
+        self._hub.add(self.conn)
+        try:
+            self._launch()
+        except BaseException:
+            self._hub.remove(self.conn)
+            self._close_worker_ends()
+            self._close_main_ends()
+            raise
+
+    def _launch(self) -> None:
+        raise NotImplementedError
+
+    def _worker_fds(self) -> tuple[int, int, int]:
+        return self._in_r, self._out_w, self._stop_r
+
+    def _close_worker_ends(self) -> None:
+        for fd in self._worker_fds():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def _close_main_ends(self) -> None:
+        self.conn.close_fds()
+        with contextlib.suppress(OSError):
+            os.close(self._stop_w)
+
+    def _closed(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._stop_w)
+        with _live_lock:
+            _live.discard(self)
+        self._on_close(self)
+
+    # -- talking to it ---------------------------------------------------------------
+    def send(self, msg: Any) -> None:
+        self.conn.send_bytes(frame(dumps(msg)))
+
+    def send_frame(self, data: bytes) -> None:
+        self.conn.send_bytes(data)
+
+    def request_stop(self) -> None:
+        """Make ``Task.stopping`` / ``runtime.stop_requested()`` true in this worker."""
+        with contextlib.suppress(OSError):
+            os.write(self._stop_w, b"s")
+
+    def exit(self) -> None:
+        """Ask the worker loop to finish after the job it is running."""
+        with contextlib.suppress(OSError):
+            self.send(("exit",))
+
+    def kill(self) -> bool:
+        """Stop the worker now if the backend can; returns False when it cannot be pre-empted."""
+        return False
+
+    def join(self, timeout: float | None = None) -> bool:
+        return self.exited.wait(timeout)
+
+    def describe_exit(self) -> str:
+        return self.exit_detail or f"{self.backend} worker {self.id} ended"
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} id={self.id} pid={self.pid}>"
+
+
+def worker_class(backend: str) -> type[WorkerHandle]:
+    if backend == "subinterpreter":
+        from ._interp import InterpreterWorker
+
+        return InterpreterWorker
+    if backend == "thread":
+        from ._thread import ThreadWorker
+
+        return ThreadWorker
+    if backend == "process":
+        from ._process import ProcessWorker
+
+        return ProcessWorker
+    raise ValueError(backend)
+
+
+def create_worker(
+    backend: str,
+    worker_id: int,
+    hub: Hub,
+    on_message: Callable[[WorkerHandle, Any], None],
+    on_close: Callable[[WorkerHandle], None],
+) -> WorkerHandle:
+    return worker_class(backend)(worker_id, hub, on_message, on_close)
