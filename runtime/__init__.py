@@ -12,8 +12,6 @@ from __future__ import annotations
 import sys as _sys
 from typing import TYPE_CHECKING, Any
 
-from ._capabilities import Capabilities as Capabilities
-from ._capabilities import capabilities as capabilities
 from ._errors import BackendUnavailable as BackendUnavailable
 from ._errors import BootstrapError as BootstrapError
 from ._errors import ChannelClosed as ChannelClosed
@@ -29,19 +27,21 @@ from ._errors import ReferenceNotFound as ReferenceNotFound
 from ._errors import RemoteError as RemoteError
 from ._errors import TaskFailed as TaskFailed
 from ._errors import WorkerCrashed as WorkerCrashed
-from ._policy import RestartPolicy as RestartPolicy
-from ._task import Task as Task
-from ._task import WorkerInfo as WorkerInfo
-from ._worker import current_context as current_context
-from ._worker import current_worker as current_worker
-from ._worker import stop_requested as stop_requested
 
 if TYPE_CHECKING:
+    from ._capabilities import Capabilities as Capabilities
+    from ._capabilities import capabilities as capabilities
     from ._channel import Channel as Channel
     from ._executor import Executor as Executor
+    from ._policy import RestartPolicy as RestartPolicy
     from ._pool import Pool as Pool
     from ._pool import PoolReport as PoolReport
     from ._pool import PoolStatistics as PoolStatistics
+    from ._task import Task as Task
+    from ._task import WorkerInfo as WorkerInfo
+    from ._worker import current_context as current_context
+    from ._worker import current_worker as current_worker
+    from ._worker import stop_requested as stop_requested
     from .aio import open_executor as open_executor
 
 __version__ = "0.1.0"
@@ -78,8 +78,18 @@ __all__ = [
     "stop_requested",
 ]
 
-# Heavier pieces load on first use, so a worker (and `import runtime`) stays small.
+# Everything but the errors loads on first use: a fresh subinterpreter worker imports
+# this package before anything else, and each module it pulls in costs start-up time
+# and memory in every worker.
 _LAZY = {
+    "Capabilities": "._capabilities",
+    "capabilities": "._capabilities",
+    "RestartPolicy": "._policy",
+    "Task": "._task",
+    "WorkerInfo": "._task",
+    "current_context": "._worker",
+    "current_worker": "._worker",
+    "stop_requested": "._worker",
     "Channel": "._channel",
     "Executor": "._executor",
     "Pool": "._pool",
@@ -96,6 +106,11 @@ def __getattr__(name: str) -> Any:
     import importlib
 
     value = getattr(importlib.import_module(module_name, __name__), name)
+    if isinstance(value, type) or callable(value):
+        try:
+            value.__module__ = "runtime"
+        except (AttributeError, TypeError):
+            pass
     globals()[name] = value
     return value
 
@@ -109,9 +124,7 @@ def __dir__() -> list[str]:
 if "__main__" in _sys.modules:
     _sys.modules.setdefault("__mp_main__", _sys.modules["__main__"])
 
-for _name in ("Capabilities", "RestartPolicy", "Task", "WorkerInfo"):
-    globals()[_name].__module__ = "runtime"
 for _obj in list(globals().values()):
     if isinstance(_obj, type) and issubclass(_obj, BaseException) and _obj.__module__ == "runtime._errors":
         _obj.__module__ = "runtime"
-del _name, _obj
+del _obj

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 import select
@@ -14,16 +13,53 @@ from ._errors import ConfigurationError, ReferenceNotFound
 __all__ = ["Task", "TaskSpec", "WorkerInfo", "reference_of", "resolve_reference"]
 
 
-@dataclasses.dataclass(frozen=True)
 class WorkerInfo:
-    """Who is running a task: handed to the task as ``self.worker``."""
+    """Who is running a task: handed to the task as ``self.worker`` (immutable).
+
+    Plain slots rather than a dataclass: this module is imported by every fresh
+    worker, and ``dataclasses`` drags ``inspect`` along.
+    """
+
+    __slots__ = ("attempt", "backend", "id", "kind", "pid", "slot")
+    _fields = ("id", "backend", "attempt", "slot", "kind", "pid")
 
     id: int
     backend: str
-    attempt: int = 1
-    slot: int | None = None
-    kind: str | None = None
-    pid: int = dataclasses.field(default_factory=os.getpid)
+    attempt: int
+    slot: int | None
+    kind: str | None
+    pid: int
+
+    def __init__(
+        self,
+        id: int,
+        backend: str,
+        attempt: int = 1,
+        slot: int | None = None,
+        kind: str | None = None,
+        pid: int | None = None,
+    ) -> None:
+        values = (id, backend, attempt, slot, kind, pid or os.getpid())
+        for name, value in zip(self._fields, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("WorkerInfo is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, WorkerInfo):
+            return NotImplemented
+        return all(getattr(self, f) == getattr(other, f) for f in self._fields)
+
+    def __hash__(self) -> int:
+        return hash(tuple(getattr(self, f) for f in self._fields))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
+        return f"WorkerInfo({inner})"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (WorkerInfo, tuple(getattr(self, f) for f in self._fields))
 
 
 class Task:
@@ -75,13 +111,20 @@ class Task:
         return bool(ready)
 
 
-@dataclasses.dataclass(frozen=True)
 class TaskSpec:
     """A task class plus the constructor arguments every worker uses to build it."""
 
-    cls: type[Task]
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = dataclasses.field(default_factory=dict)
+    __slots__ = ("args", "cls", "kwargs")
+
+    def __init__(
+        self, cls: type[Task], args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> None:
+        self.cls = cls
+        self.args = args
+        self.kwargs = kwargs or {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (TaskSpec, (self.cls, self.args, self.kwargs))
 
     @property
     def label(self) -> str:

@@ -11,7 +11,6 @@ import errno
 import os
 import pickle
 import struct
-import traceback
 from typing import Any
 
 HEADER = struct.Struct("!Q")
@@ -77,6 +76,8 @@ def recv_message(fd: int) -> Any:
 
 
 def encode_exception(exc: BaseException) -> ExcPayload:
+    import traceback
+
     tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     try:
         data: bytes | None = pickle.dumps(exc, protocol=PROTOCOL)

@@ -9,7 +9,6 @@ Nothing here polls: every wait is a blocking read or ``select`` on an fd.
 
 from __future__ import annotations
 
-import inspect
 import os
 import pickle
 import sys
@@ -91,7 +90,8 @@ def _fixup_main(spec: dict[str, str]) -> None:
 def _annotate(exc: BaseException, backend: str) -> None:
     """Turn the cryptic single-phase-init refusal into advice."""
     if backend == "subinterpreter" and isinstance(exc, ImportError) and SUBINTERPRETER_REFUSAL in str(exc):
-        name = getattr(exc, "name", None) or str(exc).split()[1] if len(str(exc).split()) > 1 else "?"
+        words = str(exc).split()
+        name = getattr(exc, "name", None) or (words[1] if len(words) > 1 else "?")
         exc.add_note(
             f"runtime: the extension module {name!r} cannot load in a subinterpreter; "
             "use backend='thread' or backend='process' for work that needs it"
@@ -101,6 +101,8 @@ def _annotate(exc: BaseException, backend: str) -> None:
 def _run_bootstrap(bootstrap: Any, info: dict[str, Any]) -> tuple[Any, Callable[[], None]]:
     if bootstrap is None:
         return None, lambda: None
+    import inspect
+
     if isinstance(bootstrap, str):
         from ._task import resolve_reference
 
@@ -244,3 +246,14 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
             finalize()
         finally:
             _local.state = None
+
+
+def map_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> tuple[list[Any], ExcPayload | None]:
+    """Run ``fn`` over a chunk of argument tuples, stopping at the first exception (as ``map`` does)."""
+    values: list[Any] = []
+    for args in chunk:
+        try:
+            values.append(fn(*args))
+        except BaseException as exc:
+            return values, encode_exception(exc)
+    return values, None

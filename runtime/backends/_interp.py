@@ -53,7 +53,6 @@ class InterpreterWorker(WorkerHandle):
     interp: Any = None
 
     def _launch(self) -> None:
-        self.interp = _create()
         inbox, outbox, stop = self._worker_fds()
         self._code = (
             f"import sys\nsys.path[:] = {list(sys.path)!r}\nsys.argv[:] = {list(sys.argv)!r}\n"
@@ -65,6 +64,14 @@ class InterpreterWorker(WorkerHandle):
         self._thread.start()
 
     def _body(self) -> None:
+        # Created on the worker's own thread so that N workers start in parallel.
+        try:
+            self.interp = _create()
+        except BaseException as exc:
+            self.exit_detail = f"could not create a subinterpreter: {exc}"
+            self._close_worker_ends()
+            self.exited.set()
+            return
         try:
             failure = _run(self.interp, self._code)
             if failure is not None:

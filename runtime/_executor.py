@@ -1,0 +1,364 @@
+"""A ``concurrent.futures.Executor`` on supervised workers.
+
+Data path: ``submit`` queues a work item and, when a worker has room, pickles a
+*batch* of queued items onto that worker's pipe (one syscall). The worker loop
+wakes on the read, runs the batch, writes one result frame. The hub thread in the
+main interpreter reads it and completes the futures. Nothing polls. A worker that
+dies fails only its own in-flight futures and is replaced: the executor never
+becomes "broken" the way the stdlib pools do.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures as cf
+import itertools
+import logging
+import pickle
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
+
+from ._capabilities import Capabilities, capabilities
+from ._common import guard_main_import, init_spec, next_worker_id, pack_bootstrap, resolve_backend
+from ._errors import (
+    BackendUnavailable,
+    BootstrapError,
+    ConfigurationError,
+    ExecutorShutdown,
+    NotTransferable,
+    WorkerCrashed,
+)
+from ._hub import Hub
+from ._policy import resolve_workers
+from ._wire import PROTOCOL, decode_exception, frame
+from ._worker import map_chunk
+from .backends import WorkerHandle, create_worker
+
+__all__ = ["Executor"]
+
+log = logging.getLogger("runtime")
+T = TypeVar("T")
+
+_MAX_INFLIGHT = 2  # batches queued per worker: one running, one ready to go
+
+
+class _Item:
+    __slots__ = ("args", "fn", "future", "kwargs")
+
+    def __init__(self, future: cf.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+        self.future = future
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+
+
+class _Worker:
+    __slots__ = ("handle", "inflight", "ready")
+
+    def __init__(self, handle: WorkerHandle) -> None:
+        self.handle = handle
+        self.ready = False
+        self.inflight: dict[int, list[_Item]] = {}
+
+
+def _describe(fn: Any) -> str:
+    return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+class Executor(cf.Executor):
+    """Run callables on ``workers`` subinterpreters, threads or processes.
+
+    ``workers`` is a count or a fraction of the usable CPUs (default: all of them).
+    ``bootstrap`` runs once in every worker before any job; callables reach its
+    return value through :func:`runtime.current_context`.
+    """
+
+    def __init__(
+        self,
+        workers: int | float | None = None,
+        backend: str = "auto",
+        bootstrap: Any = None,
+        *,
+        max_batch: int = 256,
+        _capabilities: Capabilities | None = None,
+    ) -> None:
+        guard_main_import("Executor")
+        caps = _capabilities or capabilities()
+        if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
+            raise ConfigurationError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        self._count = resolve_workers(caps.cpu_count if workers is None else workers, caps.cpu_count)
+        self.backend = resolve_backend(backend, caps)
+        self._bootstrap = pack_bootstrap(bootstrap, self.backend)
+        self._max_batch = max_batch
+        self._lock = threading.RLock()
+        self._pending: collections.deque[_Item] = collections.deque()
+        self._workers: dict[int, _Worker] = {}
+        self._batch_ids = itertools.count(1)
+        self._shutdown = False
+        self._broken: BaseException | None = None
+        self._all_exited = threading.Event()
+        self._boot_done = threading.Condition(self._lock)
+        self._hub = Hub(name="runtime-executor-hub")
+        try:
+            self._start_workers()
+        except BaseException:
+            self._teardown_now()
+            raise
+
+    # ------------------------------------------------------------------ start-up
+    def _spawn(self) -> _Worker:
+        handle = create_worker(self.backend, next_worker_id(), self._hub, self._on_message, self._on_closed)
+        worker = _Worker(handle)
+        self._workers[handle.id] = worker
+        info = {"id": handle.id, "backend": self.backend, "attempt": 1, "slot": None, "kind": None, "pid": 0}
+        try:
+            handle.start(init_spec(info, self.backend, self._bootstrap))
+        except Exception as exc:
+            self._workers.pop(handle.id, None)
+            raise BackendUnavailable(f"could not start a {self.backend} worker: {exc}") from exc
+        return worker
+
+    def _start_workers(self) -> None:
+        with self._lock:
+            for _ in range(self._count):
+                self._spawn()
+            while self._broken is None and not all(w.ready for w in self._workers.values()):
+                self._boot_done.wait()
+            if self._broken is not None:
+                raise self._broken
+
+    # ------------------------------------------------------------------ hub callbacks
+    def _on_message(self, handle: WorkerHandle, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "results":
+            with self._lock:
+                worker = self._workers.get(handle.id)
+                items = worker.inflight.pop(msg[1], None) if worker else None
+            if items is not None:
+                for item, (ok, value) in zip(items, msg[2], strict=True):
+                    if ok:
+                        item.future.set_result(value)
+                    else:
+                        item.future.set_exception(decode_exception(value))
+            with self._lock:
+                self._dispatch()
+                self._maybe_finish()
+        elif kind == "ready":
+            with self._lock:
+                handle.pid = msg[1]
+                worker = self._workers.get(handle.id)
+                if worker is not None:
+                    worker.ready = True
+                self._boot_done.notify_all()
+                self._dispatch()
+        elif kind == "boot_failed":
+            payload, refused = msg[1], msg[2]
+            _, name, message, tb = payload
+            cls = BackendUnavailable if refused else BootstrapError
+            hint = " (use backend='thread' or backend='process')" if refused else ""
+            error = cls(f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}", tb)
+            with self._lock:
+                self._workers.pop(handle.id, None)
+                if self._broken is None and (not self._workers or not self._started()):
+                    self._broken = error
+                    self._fail_pending(error)
+                log.error("runtime: %s", error)
+                self._boot_done.notify_all()
+                self._maybe_finish()
+
+    def _started(self) -> bool:
+        return any(w.ready for w in self._workers.values())
+
+    def _on_closed(self, handle: WorkerHandle) -> None:
+        with self._lock:
+            worker = self._workers.pop(handle.id, None)
+            if worker is None:
+                self._maybe_finish()
+                return
+            lost = [item for items in worker.inflight.values() for item in items]
+            was_ready = worker.ready
+        if lost:
+            error = WorkerCrashed(
+                f"{handle.describe_exit()} while running {len(lost)} job(s) "
+                f"(first: {_describe(lost[0].fn)}); those jobs failed, the worker was replaced"
+            )
+            for item in lost:
+                if not item.future.done():
+                    item.future.set_exception(error)
+        with self._lock:
+            if not self._shutdown and self._broken is None:
+                if was_ready:
+                    log.warning("runtime: %s; replacing it", handle.describe_exit())
+                    try:
+                        self._spawn()
+                    except Exception as exc:
+                        log.error("runtime: could not replace a worker: %s", exc)
+                else:
+                    self._broken = BootstrapError(f"a fresh {self.backend} worker died while bootstrapping: {handle.describe_exit()}")
+                    self._boot_done.notify_all()
+            if not self._workers and self._broken is not None:
+                self._fail_pending(self._broken)
+            self._dispatch()
+            self._maybe_finish()
+
+    # ------------------------------------------------------------------ dispatch
+    def _fail_pending(self, error: BaseException) -> None:
+        while self._pending:
+            item = self._pending.popleft()
+            if item.future.set_running_or_notify_cancel():
+                item.future.set_exception(error)
+
+    def _dispatch(self) -> None:
+        """Hand queued items to workers with room. Called with the lock held."""
+        if not self._pending:
+            return
+        ready = [w for w in self._workers.values() if w.ready and len(w.inflight) < _MAX_INFLIGHT]
+        if not ready:
+            return
+        ready.sort(key=lambda w: len(w.inflight))
+        for worker in ready:
+            while self._pending and len(worker.inflight) < _MAX_INFLIGHT:
+                size = max(1, min(self._max_batch, len(self._pending) // (4 * max(1, len(self._workers)))))
+                batch: list[_Item] = []
+                while self._pending and len(batch) < size:
+                    item = self._pending.popleft()
+                    if item.future.set_running_or_notify_cancel():
+                        batch.append(item)
+                if not batch:
+                    continue
+                self._send_batch(worker, batch)
+
+    def _send_batch(self, worker: _Worker, batch: list[_Item]) -> None:
+        calls = [(item.fn, item.args, item.kwargs) for item in batch]
+        try:
+            blob = pickle.dumps(calls, protocol=PROTOCOL)
+        except Exception:
+            good: list[_Item] = []
+            for item in batch:
+                try:
+                    pickle.dumps((item.fn, item.args, item.kwargs), protocol=PROTOCOL)
+                except Exception as exc:
+                    item.future.set_exception(
+                        NotTransferable(
+                            f"cannot send the call {_describe(item.fn)}(...) to a {self.backend} worker: "
+                            f"{type(exc).__name__}: {exc}. Arguments and functions must be picklable "
+                            "(module-level functions, no lambdas, locks or open files)"
+                        )
+                    )
+                else:
+                    good.append(item)
+            if not good:
+                return
+            batch = good
+            blob = pickle.dumps([(i.fn, i.args, i.kwargs) for i in batch], protocol=PROTOCOL)
+        batch_id = next(self._batch_ids)
+        worker.inflight[batch_id] = batch
+        try:
+            worker.handle.send_frame(frame(pickle.dumps(("calls", batch_id, len(batch), blob), protocol=PROTOCOL)))
+        except BrokenPipeError:
+            pass  # the worker is gone; _on_closed fails this batch and replaces it
+
+    def _maybe_finish(self) -> None:
+        if not self._shutdown:
+            return
+        if self._pending or any(w.inflight for w in self._workers.values()):
+            return
+        for worker in list(self._workers.values()):
+            worker.handle.exit()
+        if not self._workers:
+            self._all_exited.set()
+
+    # ------------------------------------------------------------------ Executor API
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:
+        if not callable(fn):
+            raise TypeError(f"submit() needs a callable, got {fn!r}")
+        with self._lock:
+            if self._broken is not None:
+                raise self._broken
+            if self._shutdown:
+                raise ExecutorShutdown("cannot submit: the executor is shut down")
+            future: cf.Future[T] = cf.Future()
+            self._pending.append(_Item(future, fn, args, kwargs))
+            self._dispatch()
+        return future
+
+    def map(
+        self,
+        fn: Callable[..., T],
+        *iterables: Iterable[Any],
+        timeout: float | None = None,
+        chunksize: int = 1,
+        buffersize: int | None = None,
+    ) -> Iterator[T]:
+        """Like ``Executor.map``; items are batched automatically even with ``chunksize=1``."""
+        if not isinstance(chunksize, int) or chunksize < 1:
+            raise ValueError("chunksize must be >= 1.")
+        end = None if timeout is None else time.monotonic() + timeout
+        items = list(zip(*iterables, strict=False))
+        if chunksize == 1:
+            chunksize = max(1, min(self._max_batch, len(items) // (8 * self._count)))
+        futures = [
+            self.submit(map_chunk, fn, items[i : i + chunksize]) for i in range(0, len(items), chunksize)
+        ]
+        return self._map_results(futures, end)
+
+    @staticmethod
+    def _map_results(futures: list[cf.Future[Any]], end: float | None) -> Iterator[Any]:
+        try:
+            futures.reverse()
+            while futures:
+                future = futures[-1]
+                remaining = None if end is None else end - time.monotonic()
+                values, error = future.result(remaining)
+                futures.pop()
+                yield from values
+                if error is not None:
+                    raise decode_exception(error)
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+            if cancel_futures:
+                while self._pending:
+                    self._pending.popleft().future.cancel()
+            self._maybe_finish()
+            handles = [w.handle for w in self._workers.values()]
+        if wait:
+            self._all_exited.wait()
+            for handle in handles:
+                handle.join(5)
+            self._hub.close()
+        else:
+            threading.Thread(target=self._close_when_done, name="runtime-executor-closer", daemon=True).start()
+
+    def _close_when_done(self) -> None:
+        self._all_exited.wait()
+        self._hub.close()
+
+    def _teardown_now(self) -> None:
+        with self._lock:
+            self._shutdown = True
+            handles = [w.handle for w in self._workers.values()]
+        for handle in handles:
+            handle.exit()
+        for handle in handles:
+            handle.join(5)
+        self._hub.close()
+
+    def request_stop(self) -> None:
+        """Make ``runtime.stop_requested()`` true in every worker (cooperative cancellation)."""
+        with self._lock:
+            for worker in self._workers.values():
+                worker.handle.request_stop()
+
+    @property
+    def workers(self) -> int:
+        return self._count
+
+    def __repr__(self) -> str:
+        return f"<runtime.Executor workers={self._count} backend={self.backend} shutdown={self._shutdown}>"

@@ -1,0 +1,125 @@
+"""``parallel-runtime`` (also ``python -m runtime``): info, run, consume, bench."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+
+def _workers(value: str) -> int | float:
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--workers takes a count (4) or a fraction of the CPUs (0.5), got {value!r}"
+        ) from None
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    import dataclasses
+    import platform
+
+    import runtime
+
+    caps = runtime.capabilities()
+    data = dataclasses.asdict(caps)
+    data["python"] = platform.python_version()
+    data["implementation"] = sys.implementation.name
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        for key, value in data.items():
+            print(f"{key:22} {value}")
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    import runtime
+
+    tasks: dict[str, float] | str
+    if len(args.tasks) == 1 and "=" not in args.tasks[0]:
+        tasks = args.tasks[0]
+    else:
+        tasks = {}
+        for item in args.tasks:
+            ref, _, weight = item.partition("=")
+            tasks[ref] = float(weight or 1)
+    try:
+        pool = runtime.Pool(
+            tasks,
+            workers=args.workers,
+            backend=args.backend,
+            bootstrap=args.bootstrap,
+            restart=runtime.RestartPolicy(max_restarts=args.max_restarts),
+            stop_timeout=args.stop_timeout,
+        )
+        report = pool.run()
+    except runtime.Error as exc:
+        print(f"parallel-runtime: error: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"completed={report.completed} restarts={report.restarts} gave_up={report.gave_up} "
+        f"replaced={report.replaced} unfinished={report.unfinished}"
+    )
+    return 1 if report.gave_up else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parallel-runtime",
+        description="Parallel workers inside one process: pools, executors, RabbitMQ consumers.",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    info = sub.add_parser("info", help="what this Python can do (free-threading, GIL, subinterpreters)")
+    info.add_argument("--json", action="store_true", help="print JSON")
+    info.set_defaults(func=_cmd_info)
+
+    run = sub.add_parser("run", help="run a pool of tasks until they finish or SIGTERM/SIGINT")
+    run.add_argument("tasks", nargs="+", help="pkg.mod:TaskClass, or several as REF=WEIGHT")
+    run.add_argument("--workers", type=_workers, default=1, help="count or fraction of CPUs")
+    run.add_argument("--backend", default="auto", choices=["auto", "subinterpreter", "thread", "process"])
+    run.add_argument("--bootstrap", default=None, help="pkg.mod:init run once in each fresh worker")
+    run.add_argument("--max-restarts", type=int, default=None, help="per slot within 60 s (default: unlimited)")
+    run.add_argument("--stop-timeout", type=float, default=30.0, help="seconds to drain on stop")
+    run.set_defaults(func=_cmd_run)
+
+    try:
+        from .amqp._cli import configure_parser as configure_consume
+    except ImportError:  # pragma: no cover - amqp is part of the package
+        configure_consume = None
+    if configure_consume is not None:
+        configure_consume(sub.add_parser("consume", help="consume a RabbitMQ queue on the pool"))
+
+    try:
+        from benchmarks.cli import configure_parser as configure_bench
+    except ImportError:
+        configure_bench = None
+    if configure_bench is not None:
+        configure_bench(sub.add_parser("bench", help="compare against process pools and friends"))
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    if args.command in ("consume", "run"):
+        level = min(level, logging.INFO)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
