@@ -131,7 +131,7 @@ def zlib_compress(kib: int) -> int:
     return len(zlib.compress(_buffer(kib), 6))
 
 
-def sha256_rounds(kib: int, rounds: int = 1) -> str:
+def sha256_rounds(rounds: int, kib: int = 1024) -> str:
     """SHA-256 over a ``kib`` KiB buffer ``rounds`` times; hashlib releases the GIL on large data."""
     import hashlib  # here, not at module level: it crashes 3.12 own-GIL subinterpreters
 

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
 from ._capabilities import Capabilities, capabilities
+from ._channel import pickling_for_process
 from ._common import guard_main_import, init_spec, next_worker_id, pack_bootstrap, resolve_backend
 from ._errors import (
     BackendUnavailable,
@@ -217,20 +218,30 @@ class Executor(cf.Executor):
         ready = [w for w in self._workers.values() if w.ready and len(w.inflight) < _MAX_INFLIGHT]
         if not ready:
             return
-        ready.sort(key=lambda w: len(w.inflight))
-        for worker in ready:
-            while self._pending and len(worker.inflight) < _MAX_INFLIGHT:
+        # One batch per worker per pass, least-loaded first, so a burst spreads out.
+        while self._pending and ready:
+            ready.sort(key=lambda w: len(w.inflight))
+            for worker in ready:
+                if not self._pending:
+                    break
                 size = max(1, min(self._max_batch, len(self._pending) // (4 * max(1, len(self._workers)))))
                 batch: list[_Item] = []
                 while self._pending and len(batch) < size:
                     item = self._pending.popleft()
                     if item.future.set_running_or_notify_cancel():
                         batch.append(item)
-                if not batch:
-                    continue
-                self._send_batch(worker, batch)
+                if batch:
+                    self._send_batch(worker, batch)
+            ready = [w for w in ready if len(w.inflight) < _MAX_INFLIGHT and w.ready]
 
     def _send_batch(self, worker: _Worker, batch: list[_Item]) -> None:
+        if self.backend == "process":
+            with pickling_for_process():
+                self._send_batch_now(worker, batch)
+        else:
+            self._send_batch_now(worker, batch)
+
+    def _send_batch_now(self, worker: _Worker, batch: list[_Item]) -> None:
         calls = [(item.fn, item.args, item.kwargs) for item in batch]
         try:
             blob = pickle.dumps(calls, protocol=PROTOCOL)

@@ -11,6 +11,7 @@ import collections
 import dataclasses
 import enum
 import logging
+import pickle
 import queue
 import signal
 import threading
@@ -20,6 +21,7 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from ._capabilities import Capabilities, capabilities
+from ._channel import pickling_for_process
 from ._common import (
     guard_main_import,
     init_spec,
@@ -418,7 +420,7 @@ class Pool:
             slot.attempt += 1
             slot.state = _SlotState.RUNNING
             slot.initial = False
-            worker.send(("task", slot.kind.blob, self._info_running(slot, worker)))
+            worker.send(("task", self._task_blob(slot.kind), self._info_running(slot, worker)))
         elif what == "boot_failed":
             exc_payload, refused = msg[1], msg[2]
             if slot.initial and self._state == "starting":
@@ -440,6 +442,13 @@ class Pool:
         elif what == "task_failed":
             exc = decode_exception(msg[1])
             self._on_failure(slot, f"{type(exc).__name__}: {exc}", msg[1][3])
+
+    def _task_blob(self, kind: _Kind) -> bytes:
+        if self.backend != "process":
+            return kind.blob
+        # Channels among the task's arguments travel to a child as duplicated descriptors.
+        with pickling_for_process():
+            return pickle.dumps(kind.spec, protocol=pickle.HIGHEST_PROTOCOL)
 
     def _info_running(self, slot: _Slot, worker: WorkerHandle) -> dict[str, Any]:
         info = self._info(slot, worker)
@@ -537,7 +546,9 @@ class Pool:
                     else:
                         slot.attempt += 1
                         slot.state = _SlotState.RUNNING
-                        slot.worker.send(("task", slot.kind.blob, self._info_running(slot, slot.worker)))
+                        slot.worker.send(
+                            ("task", self._task_blob(slot.kind), self._info_running(slot, slot.worker))
+                        )
 
     def _on_resize(self, target: int) -> None:
         self._target = target

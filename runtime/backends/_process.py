@@ -8,6 +8,7 @@ ignores SIGINT (the parent drives shutdown) and rebuilds ``sys.path``.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import subprocess
 import sys
@@ -29,8 +30,12 @@ class ProcessWorker(WorkerHandle):
             "from runtime._worker import serve\n"
             f"serve({inbox}, {outbox}, {stop})\n"
         )
+        from multiprocessing import process
+
+        env = dict(os.environ)
+        env["RUNTIME_MP_AUTHKEY"] = process.current_process().authkey.hex()
         self.proc = subprocess.Popen(
-            [sys.executable, "-c", code], pass_fds=(inbox, outbox, stop), close_fds=True
+            [sys.executable, "-c", code], pass_fds=(inbox, outbox, stop), close_fds=True, env=env
         )
         self.pid = self.proc.pid
         self._close_worker_ends()

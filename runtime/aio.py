@@ -1,0 +1,665 @@
+"""The anyio front: await work on workers from asyncio and trio.
+
+Three verbs:
+
+* :func:`open_executor` opens a :class:`runtime.Executor` for the duration of an
+  ``async with`` block and yields an :class:`AsyncExecutor` (``await ex.run(fn, ...)``,
+  ``await ex.map(fn, items)``).
+* :func:`run_sync` runs one call on a default executor kept per event loop, shaped
+  like ``anyio.to_interpreter.run_sync``: a :class:`~anyio.CapacityLimiter` that
+  defaults to the CPU count, workers shut down after a while idle, cleaned up when
+  the event loop ends (and at interpreter exit).
+* :func:`run_pool` / :func:`open_pool` drive a supervised :class:`runtime.Pool` from
+  async code: start it inside a task group, await its completion, stop it on
+  cancellation.
+
+How a result reaches the event loop: the executor completes a
+``concurrent.futures.Future`` on its hub thread; a done-callback hands one
+wake-up to the loop through its thread-safe entry point
+(``loop.call_soon_threadsafe`` on asyncio, ``TrioToken.run_sync_soon`` on trio).
+Nothing polls and no thread is spent per call. Every ``await`` here yields to the
+scheduler at least once, even when the result is already there.
+
+Cancellation: cancelling the awaiting task cancels a job that has not started.
+A job that is already running cannot be pre-empted; it is *abandoned* — its result
+is discarded — and, where the executor supports it (``runtime.Executor``), its
+worker is asked to stop so that a long-running callable polling
+:func:`runtime.stop_requested` can return early.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures as cf
+import contextlib
+import functools
+import inspect
+import logging
+import threading
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
+
+import anyio
+import anyio.to_thread
+from anyio.abc import TaskStatus
+from anyio.lowlevel import RunVar
+
+from ._capabilities import capabilities
+from ._errors import ConfigurationError, PoolError
+
+if TYPE_CHECKING:
+    from ._executor import Executor
+    from ._pool import Pool, PoolReport, PoolStatistics
+
+__all__ = [
+    "AsyncExecutor",
+    "AsyncPool",
+    "aclose_default_executor",
+    "configure_default_executor",
+    "current_default_worker_limiter",
+    "open_executor",
+    "open_pool",
+    "run_pool",
+    "run_sync",
+]
+
+log = logging.getLogger("runtime")
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+#: Seconds the default executor of :func:`run_sync` may sit idle before its workers are shut down.
+DEFAULT_IDLE_TIMEOUT = 30.0
+
+
+# ---------------------------------------------------------------------- loop bridge
+class _Waiter(Protocol):
+    """One wake-up: ``wake()`` may be called from any thread, ``wait()`` only in the loop."""
+
+    def wake(self) -> None: ...
+
+    def wait(self) -> Awaitable[object]: ...
+
+
+class _AsyncioWaiter:
+    __slots__ = ("_future", "_loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._future: asyncio.Future[None] = loop.create_future()
+
+    def wake(self) -> None:
+        self._loop.call_soon_threadsafe(self._resolve)
+
+    def _resolve(self) -> None:
+        if not self._future.done():
+            self._future.set_result(None)
+
+    def wait(self) -> Awaitable[object]:
+        return self._future
+
+
+class _TrioWaiter:
+    __slots__ = ("_event", "_token")
+
+    def __init__(self, token: Any) -> None:
+        import trio
+
+        self._token = token
+        self._event = trio.Event()
+
+    def wake(self) -> None:
+        self._token.run_sync_soon(self._event.set)
+
+    def wait(self) -> Awaitable[object]:
+        return self._event.wait()
+
+
+class _Loop:
+    """The calling event loop's thread-safe entry point and its lifetime hook."""
+
+    def __init__(self) -> None:
+        self.library = _current_library()
+        if self.library == "asyncio":
+            self._loop = asyncio.get_running_loop()
+            self._token: Any = None
+        elif self.library == "trio":
+            import trio
+
+            self._loop = None  # type: ignore[assignment]
+            self._token = trio.lowlevel.current_trio_token()
+        else:  # pragma: no cover - anyio only ships these two
+            raise RuntimeError(f"runtime.aio does not support the {self.library!r} event loop")
+
+    def waiter(self) -> _Waiter:
+        if self._token is None:
+            return _AsyncioWaiter(self._loop)
+        return _TrioWaiter(self._token)
+
+    def spawn_system_task(self, fn: Callable[[], Awaitable[None]]) -> None:
+        """Run ``fn`` outside every user task group; it is cancelled when the loop ends."""
+        if self._token is None:
+            task = self._loop.create_task(fn())  # type: ignore[arg-type]
+            _system_tasks.add(task)
+            task.add_done_callback(_system_tasks.discard)
+        else:
+            import trio
+
+            trio.lowlevel.spawn_system_task(fn)
+
+
+_system_tasks: set[asyncio.Task[None]] = set()
+_loop_var: RunVar[_Loop] = RunVar("runtime_aio_loop")
+
+
+def _current_library() -> str:
+    try:
+        import sniffio
+    except ImportError:  # without sniffio anyio can only run on asyncio
+        asyncio.get_running_loop()
+        return "asyncio"
+    return sniffio.current_async_library()
+
+
+def _current_loop() -> _Loop:
+    try:
+        return _loop_var.get()
+    except LookupError:
+        loop = _Loop()
+        _loop_var.set(loop)
+        return loop
+
+
+class _WakeOnDone:
+    """Future done-callback that wakes the loop once; disarmed when the awaiter gave up."""
+
+    __slots__ = ("armed", "waiter")
+
+    def __init__(self, waiter: _Waiter) -> None:
+        self.waiter = waiter
+        self.armed = True
+
+    def __call__(self, _future: cf.Future[Any]) -> None:
+        if self.armed:
+            # The loop may have ended while an abandoned job ran on; nobody is waiting then.
+            with contextlib.suppress(RuntimeError):
+                self.waiter.wake()
+
+
+class _WakeOnBatch:
+    """Wakes the loop when every future is done, or early on the first failure."""
+
+    __slots__ = ("_lock", "_remaining", "armed", "waiter")
+
+    def __init__(self, waiter: _Waiter, count: int) -> None:
+        self.waiter = waiter
+        self.armed = True
+        self._remaining = count
+        self._lock = threading.Lock()
+
+    def __call__(self, future: cf.Future[Any]) -> None:
+        failed = not future.cancelled() and future.exception() is not None
+        with self._lock:
+            self._remaining -= 1
+            fire = self.armed and (failed or self._remaining == 0)
+            if fire:
+                self.armed = False
+        if fire:
+            with contextlib.suppress(RuntimeError):
+                self.waiter.wake()
+
+
+# ---------------------------------------------------------------------- cancellation
+_stop_support: dict[type, bool] = {}
+
+
+def _supports_stop(executor: cf.Executor) -> bool:
+    """Whether ``executor.request_stop(future)`` asks the worker running that future to stop."""
+    cls = type(executor)
+    known = _stop_support.get(cls)
+    if known is None:
+        known = False
+        request = getattr(cls, "request_stop", None)
+        if callable(request):
+            try:
+                params = list(inspect.signature(request).parameters.values())[1:]
+            except (TypeError, ValueError):
+                params = []
+            known = any(
+                p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params
+            )
+        _stop_support[cls] = known
+    return known
+
+
+def _abandon(executor: cf.Executor, futures: Iterable[cf.Future[Any]]) -> int:
+    """Cancel what has not started; ask the workers of running jobs to stop. Returns the running count."""
+    running = [f for f in futures if not f.cancel() and not f.done()]
+    if running and _supports_stop(executor):
+        request: Callable[[cf.Future[Any]], object] = executor.request_stop  # type: ignore[attr-defined]
+        for future in running:
+            try:
+                request(future)
+            except Exception:  # the stop flag is advisory; never mask the cancellation
+                log.debug("runtime: could not request a stop for an abandoned job", exc_info=True)
+    if running:
+        log.debug("runtime: %d running job(s) abandoned after cancellation", len(running))
+    return len(running)
+
+
+def _outcome(future: cf.Future[T]) -> T:
+    if future.cancelled():
+        # Cancelled behind our back (the executor was shut down with cancel_futures=True).
+        # Never let concurrent.futures.CancelledError look like a cancellation of our task.
+        from ._errors import ExecutorShutdown
+
+        raise ExecutorShutdown("the job was cancelled before it started: the executor is shutting down")
+    return future.result()
+
+
+async def _await_future(loop: _Loop, executor: cf.Executor, future: cf.Future[T]) -> T:
+    waker = _WakeOnDone(loop.waiter())
+    future.add_done_callback(waker)
+    try:
+        # The wake-up is always delivered through the loop's queue, so this yields
+        # at least once even when the future is already done.
+        await waker.waiter.wait()
+    except BaseException:
+        waker.armed = False
+        _abandon(executor, (future,))
+        raise
+    return _outcome(future)
+
+
+async def _await_batch(loop: _Loop, executor: cf.Executor, futures: list[cf.Future[T]]) -> list[T]:
+    if not futures:
+        await anyio.lowlevel.checkpoint()
+        return []
+    waker = _WakeOnBatch(loop.waiter(), len(futures))
+    for future in futures:
+        future.add_done_callback(waker)
+    try:
+        await waker.waiter.wait()
+    except BaseException:
+        waker.armed = False
+        _abandon(executor, futures)
+        raise
+    failures = [f for f in futures if f.done() and (f.cancelled() or f.exception() is not None)]
+    if failures:
+        _abandon(executor, futures)
+        _outcome(failures[0])
+    return [f.result() for f in futures]
+
+
+# ---------------------------------------------------------------------- AsyncExecutor
+class AsyncExecutor:
+    """Awaitable calls on a ``concurrent.futures`` executor, bound to the current event loop.
+
+    Made by :func:`open_executor`; it can also wrap any executor you manage yourself
+    (``AsyncExecutor(ThreadPoolExecutor())``) — create it inside the event loop that
+    uses it. Callables and arguments travel to the workers pickled, so use
+    module-level functions.
+    """
+
+    def __init__(self, executor: cf.Executor) -> None:
+        self._executor = executor
+        self._loop = _current_loop()
+
+    @property
+    def executor(self) -> cf.Executor:
+        """The underlying ``concurrent.futures`` executor."""
+        return self._executor
+
+    async def run(self, fn: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` on a worker and return its result.
+
+        Exceptions raised by ``fn`` are re-raised here with their original type. If the
+        calling task is cancelled, a job that has not started is cancelled; a running
+        job is abandoned and its worker asked to stop (see :func:`runtime.stop_requested`).
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        future = self._executor.submit(fn, *args, **kwargs)
+        return await _await_future(self._loop, self._executor, future)
+
+    async def map(self, fn: Callable[..., T], /, *iterables: Iterable[Any]) -> list[T]:
+        """Run ``fn`` over the items (zipped like the builtin ``map``); results in order.
+
+        All items are submitted at once and the loop is woken once, when the last one
+        finished. On the first failure the remaining jobs are cancelled (running ones
+        are abandoned) and that exception is raised.
+        """
+        await anyio.lowlevel.checkpoint_if_cancelled()
+        futures: list[cf.Future[T]] = []
+        try:
+            for args in zip(*iterables, strict=False):
+                futures.append(self._executor.submit(fn, *args))
+        except BaseException:
+            _abandon(self._executor, futures)
+            raise
+        return await _await_batch(self._loop, self._executor, futures)
+
+    def __repr__(self) -> str:
+        return f"<runtime.aio.AsyncExecutor {self._executor!r}>"
+
+
+async def _shutdown(executor: cf.Executor) -> None:
+    """Shut ``executor`` down from async code without blocking the loop, even when cancelled."""
+    with anyio.CancelScope(shield=True):
+        await anyio.to_thread.run_sync(functools.partial(executor.shutdown, wait=True, cancel_futures=True))
+
+
+@contextlib.asynccontextmanager
+async def open_executor(
+    workers: int | float | None = None,
+    backend: str = "auto",
+    bootstrap: Any = None,
+    **executor_options: Any,
+) -> AsyncIterator[AsyncExecutor]:
+    """Start a :class:`runtime.Executor` and yield an :class:`AsyncExecutor` on it.
+
+    The arguments are those of :class:`runtime.Executor`. Workers boot in a worker
+    thread, so the event loop keeps running meanwhile. On exit, jobs not started are
+    cancelled and the block waits (without blocking the loop) for running ones —
+    including abandoned ones, whose workers were asked to stop.
+    """
+    from ._executor import Executor
+
+    executor = await anyio.to_thread.run_sync(
+        functools.partial(Executor, workers, backend, bootstrap, **executor_options)
+    )
+    try:
+        yield AsyncExecutor(executor)
+    finally:
+        await _shutdown(executor)
+
+
+# ---------------------------------------------------------------------- run_sync
+class _DefaultExecutor:
+    """The per-event-loop executor behind :func:`run_sync`.
+
+    Created on first use; shut down after ``idle_timeout`` seconds without a job in
+    flight (the next call starts it again), when the event loop ends, or at exit.
+    A system task owns it: it sleeps until the executor goes idle, then once per
+    idle period, so nothing polls.
+    """
+
+    def __init__(self, loop: _Loop) -> None:
+        self.loop = loop
+        self.backend = "auto"
+        self.bootstrap: Any = None
+        self.workers: int | float | None = None
+        self.idle_timeout = DEFAULT_IDLE_TIMEOUT
+        self.executor: Executor | None = None
+        self.inflight = 0
+        self.idle_since = 0.0
+        self._went_idle = anyio.Event()
+        self._lock = anyio.Lock()
+        self._guarded = False
+        _all_defaults.add(self)
+
+    async def acquire(self) -> Executor:
+        self.inflight += 1
+        try:
+            executor = self.executor
+            if executor is None:
+                async with self._lock:
+                    executor = self.executor
+                    if executor is None:
+                        executor = await self._start()
+            return executor
+        except BaseException:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        self.inflight -= 1
+        if self.inflight == 0:
+            self.idle_since = anyio.current_time()
+            self._went_idle.set()
+
+    async def _start(self) -> Executor:
+        from ._executor import Executor
+
+        workers = self.workers if self.workers is not None else capabilities().cpu_count
+        executor = await anyio.to_thread.run_sync(
+            functools.partial(Executor, workers, self.backend, self.bootstrap)
+        )
+        self.executor = executor
+        if not self._guarded:
+            self._guarded = True
+            self.loop.spawn_system_task(self._guard)
+        return executor
+
+    async def _guard(self) -> None:
+        try:
+            while True:
+                await self._went_idle.wait()
+                self._went_idle = anyio.Event()
+                await self._prune_when_idle()
+        except BaseException:
+            # The event loop is ending (system tasks are cancelled last): stop the workers now.
+            self.close()
+            raise
+
+    async def _prune_when_idle(self) -> None:
+        while self.executor is not None and self.inflight == 0:
+            remaining = self.idle_since + self.idle_timeout - anyio.current_time()
+            if remaining > 0:
+                await anyio.sleep(remaining)
+                continue
+            executor, self.executor = self.executor, None
+            log.debug("runtime: the default executor was idle for %.0fs; shutting it down", self.idle_timeout)
+            await _shutdown(executor)
+
+    def close(self) -> None:
+        executor, self.executor = self.executor, None
+        if executor is not None:
+            executor.shutdown(wait=True, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        executor, self.executor = self.executor, None
+        if executor is not None:
+            await _shutdown(executor)
+
+
+_all_defaults: weakref.WeakSet[_DefaultExecutor] = weakref.WeakSet()
+_default_var: RunVar[_DefaultExecutor] = RunVar("runtime_aio_default_executor")
+_default_limiter_var: RunVar[anyio.CapacityLimiter] = RunVar("runtime_aio_default_limiter")
+
+
+@atexit.register
+def _close_all_defaults() -> None:
+    for default in list(_all_defaults):
+        try:
+            default.close()
+        except Exception:  # pragma: no cover - best effort at exit
+            log.exception("runtime: could not shut down a default executor at exit")
+
+
+def _default_executor() -> _DefaultExecutor:
+    try:
+        return _default_var.get()
+    except LookupError:
+        default = _DefaultExecutor(_current_loop())
+        _default_var.set(default)
+        return default
+
+
+def current_default_worker_limiter() -> anyio.CapacityLimiter:
+    """The limiter :func:`run_sync` uses by default: as many tokens as usable CPUs."""
+    try:
+        return _default_limiter_var.get()
+    except LookupError:
+        limiter = anyio.CapacityLimiter(capabilities().cpu_count)
+        _default_limiter_var.set(limiter)
+        return limiter
+
+
+def configure_default_executor(
+    *,
+    workers: int | float | None = None,
+    backend: str = "auto",
+    bootstrap: Any = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT,
+) -> None:
+    """Set how this event loop's default executor is built (applies the next time it starts).
+
+    ``workers`` defaults to the usable CPU count. Call it before the first
+    :func:`run_sync`, or after :func:`aclose_default_executor`.
+    """
+    if not isinstance(idle_timeout, (int, float)) or idle_timeout <= 0:
+        raise ConfigurationError(f"idle_timeout must be a number of seconds > 0, got {idle_timeout!r}")
+    default = _default_executor()
+    default.workers = workers
+    default.backend = backend
+    default.bootstrap = bootstrap
+    default.idle_timeout = float(idle_timeout)
+
+
+async def aclose_default_executor() -> None:
+    """Shut down this event loop's default executor now (waits for running jobs)."""
+    try:
+        default = _default_var.get()
+    except LookupError:
+        await anyio.lowlevel.checkpoint()
+        return
+    await default.aclose()
+
+
+async def run_sync(
+    func: Callable[..., T], *args: Any, limiter: anyio.CapacityLimiter | None = None
+) -> T:
+    """Call ``func(*args)`` on a worker of this event loop's default executor.
+
+    Like ``anyio.to_interpreter.run_sync``: ``limiter`` (default:
+    :func:`current_default_worker_limiter`) caps how many calls run at once; the
+    workers start on first use and stop after :data:`DEFAULT_IDLE_TIMEOUT` seconds
+    idle. Unlike it, nothing polls: the result wakes the loop directly.
+    Cancellation behaves as in :meth:`AsyncExecutor.run`.
+    """
+    if limiter is None:
+        limiter = current_default_worker_limiter()
+    default = _default_executor()
+    async with limiter:  # acquiring checkpoints, even when a token is free
+        executor = await default.acquire()
+        try:
+            future = executor.submit(func, *args)
+            return await _await_future(default.loop, executor, future)
+        finally:
+            default.release()
+
+
+# ---------------------------------------------------------------------- Pool control
+async def run_pool(
+    pool: Pool,
+    *,
+    stop_timeout: float | None = None,
+    task_status: TaskStatus[Pool] = anyio.TASK_STATUS_IGNORED,
+) -> PoolReport:
+    """Run ``pool`` until its tasks finished; returns its :class:`~runtime.PoolReport`.
+
+    Use it in a task group: ``pool = await tg.start(run_pool, pool)`` returns once
+    every worker booted (a failing bootstrap raises there). Cancelling the task stops
+    the pool — tasks see ``self.stopping`` and get ``stop_timeout`` seconds (default:
+    the pool's own) to return — then re-raises the cancellation.
+    """
+    try:
+        if pool.statistics().state == "new":
+            await anyio.to_thread.run_sync(pool.start)
+        task_status.started(pool)
+        # Pool.run() only waits on an event here (the pool is started); its thread
+        # may be abandoned on cancellation because stop() below ends that wait.
+        return await anyio.to_thread.run_sync(pool.run, abandon_on_cancel=True)
+    except BaseException:
+        if pool.statistics().state != "new":
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(functools.partial(pool.stop, stop_timeout))
+        raise
+
+
+class AsyncPool:
+    """Handle on a running pool, yielded by :func:`open_pool`."""
+
+    def __init__(self, pool: Pool, stop_timeout: float | None) -> None:
+        self.pool = pool
+        self._stop_timeout = stop_timeout
+        self._finished = anyio.Event()
+        self._report: PoolReport | None = None
+        self._error: BaseException | None = None
+
+    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        try:
+            try:
+                await anyio.to_thread.run_sync(self.pool.start)
+            except Exception as exc:
+                # A failed start is reported to the opener, not to the task group.
+                self._error = exc
+                task_status.started()
+                return
+            task_status.started()
+            self._report = await run_pool(self.pool, stop_timeout=self._stop_timeout)
+        except Exception as exc:
+            self._error = exc
+        finally:
+            self._finished.set()
+
+    def statistics(self) -> PoolStatistics:
+        """An immutable snapshot of the pool (see :meth:`runtime.Pool.statistics`)."""
+        return self.pool.statistics()
+
+    def resize(self, workers: int | float) -> None:
+        """Change the number of workers (does not block)."""
+        self.pool.resize(workers)
+
+    async def wait(self) -> PoolReport:
+        """Wait until every task returned (or the pool was stopped); returns the report."""
+        await self._finished.wait()
+        return self._result()
+
+    async def stop(self, stop_timeout: float | None = None) -> PoolReport:
+        """Ask the tasks to finish, wait up to ``stop_timeout`` seconds, return the report."""
+        if not self._finished.is_set():
+            grace = self._stop_timeout if stop_timeout is None else stop_timeout
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(functools.partial(self.pool.stop, grace))
+        await self._finished.wait()
+        return self._result()
+
+    def _result(self) -> PoolReport:
+        if self._error is not None:
+            raise self._error
+        if self._report is None:  # pragma: no cover - _finished is set only after one of them
+            raise PoolError("the pool ended without a report")
+        return self._report
+
+    def __repr__(self) -> str:
+        return f"<runtime.aio.AsyncPool {self.pool!r}>"
+
+
+@contextlib.asynccontextmanager
+async def open_pool(
+    tasks: Any, *, stop_timeout: float | None = None, **pool_options: Any
+) -> AsyncIterator[AsyncPool]:
+    """Start a :class:`runtime.Pool` and yield an :class:`AsyncPool` while it runs.
+
+    ``tasks`` and ``pool_options`` are those of :class:`runtime.Pool` (signal handling
+    is left to the event loop). Entering waits until every worker booted (raising
+    :class:`runtime.BootstrapError` if one cannot). Leaving the block — normally, by
+    an exception or by cancellation — stops the pool like ``with pool:`` does; call
+    ``await handle.wait()`` inside the block to wait for the tasks to finish instead.
+    """
+    from ._pool import Pool
+
+    pool_options.setdefault("handle_signals", False)
+    pool = Pool(tasks, **pool_options)
+    handle = AsyncPool(pool, stop_timeout)
+    async with anyio.create_task_group() as tg:
+        await tg.start(handle._run)
+        if handle._error is not None:
+            raise handle._error
+        try:
+            yield handle
+        finally:
+            await handle.stop()

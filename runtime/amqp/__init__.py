@@ -1,0 +1,93 @@
+"""RabbitMQ on the pool: an at-least-once :class:`Consumer`, a confirming :class:`Publisher`.
+
+Broker I/O runs on one thread of the main interpreter (pika ``BlockingConnection``);
+handlers run on the workers of a :class:`runtime.Executor`. pika is imported only
+when a :class:`Consumer` or :class:`Publisher` is used, so workers that unpickle a
+:class:`Message` never load it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ._errors import AmqpError as AmqpError
+from ._errors import BrokerUnreachable as BrokerUnreachable
+from ._errors import ConnectionLost as ConnectionLost
+from ._errors import InvalidURL as InvalidURL
+from ._errors import MessageDecodeError as MessageDecodeError
+from ._errors import PublishFailed as PublishFailed
+from ._errors import TopologyMismatch as TopologyMismatch
+from ._message import ATTEMPT_HEADER as ATTEMPT_HEADER
+from ._message import ERROR_MESSAGE_HEADER as ERROR_MESSAGE_HEADER
+from ._message import ERROR_TRACEBACK_HEADER as ERROR_TRACEBACK_HEADER
+from ._message import ERROR_TYPE_HEADER as ERROR_TYPE_HEADER
+from ._message import HandlerFailure as HandlerFailure
+from ._message import Message as Message
+from ._topology import Topology as Topology
+
+if TYPE_CHECKING:
+    from ._connection import DEFAULT_URL as DEFAULT_URL
+    from ._consumer import Consumer as Consumer
+    from ._consumer import ConsumerStatistics as ConsumerStatistics
+    from ._publisher import Publisher as Publisher
+
+__all__ = [
+    "ATTEMPT_HEADER",
+    "DEFAULT_URL",
+    "ERROR_MESSAGE_HEADER",
+    "ERROR_TRACEBACK_HEADER",
+    "ERROR_TYPE_HEADER",
+    "AmqpError",
+    "BrokerUnreachable",
+    "ConnectionLost",
+    "Consumer",
+    "ConsumerStatistics",
+    "HandlerFailure",
+    "InvalidURL",
+    "Message",
+    "MessageDecodeError",
+    "PublishFailed",
+    "Publisher",
+    "Topology",
+    "TopologyMismatch",
+]
+
+_LAZY = {
+    "Consumer": "._consumer",
+    "ConsumerStatistics": "._consumer",
+    "DEFAULT_URL": "._connection",
+    "Publisher": "._publisher",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _LAZY.get(name)
+    if module_name is None:
+        raise AttributeError(f"module 'runtime.amqp' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module_name, __name__), name)
+    if isinstance(value, type):
+        value.__module__ = __name__
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
+for _obj in (
+    AmqpError,
+    BrokerUnreachable,
+    ConnectionLost,
+    InvalidURL,
+    MessageDecodeError,
+    PublishFailed,
+    TopologyMismatch,
+    HandlerFailure,
+    Message,
+    Topology,
+):
+    _obj.__module__ = __name__
+del _obj

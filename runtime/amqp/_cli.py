@@ -1,0 +1,128 @@
+"""``parallel-runtime consume``: run a :class:`~runtime.amqp.Consumer` from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+__all__ = ["configure_parser"]
+
+
+def _workers(value: str) -> int | float:
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--workers takes a count (4) or a fraction of the CPUs (0.5), got {value!r}"
+        ) from None
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {number}")
+    return number
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Add the ``consume`` arguments to ``parser``."""
+    from ._connection import DEFAULT_URL
+
+    parser.add_argument(
+        "handler", help="pkg.mod:func called with each message, or pkg.mod:TaskClass with handle()"
+    )
+    parser.add_argument("--url", default=DEFAULT_URL, help="broker URL (default: %(default)s)")
+    parser.add_argument(
+        "--queue", required=True, help="queue to consume (declared durable if missing)"
+    )
+    parser.add_argument(
+        "--workers", type=_workers, default=None, help="count or fraction of CPUs (default: all)"
+    )
+    parser.add_argument(
+        "--backend", default="auto", choices=["auto", "subinterpreter", "thread", "process"]
+    )
+    parser.add_argument(
+        "--bootstrap", default=None, help="pkg.mod:init run once in each fresh worker"
+    )
+    parser.add_argument(
+        "--prefetch",
+        type=_positive_int,
+        default=None,
+        help="unacked messages (default: 4 x workers)",
+    )
+    parser.add_argument(
+        "--max-attempts", type=_positive_int, default=5, help="attempts before dead-lettering"
+    )
+    parser.add_argument(
+        "--retry-delay", type=float, default=1.0, help="seconds before the first retry (doubles)"
+    )
+    parser.add_argument(
+        "--max-retry-delay", type=float, default=300.0, help="cap on the retry delay in seconds"
+    )
+    parser.add_argument(
+        "--quorum", action="store_true", help="declare quorum queues (x-queue-type: quorum)"
+    )
+    parser.add_argument(
+        "--delivery-limit",
+        type=_positive_int,
+        default=None,
+        help="quorum x-delivery-limit: dead-letter messages redelivered this often (crash loops)",
+    )
+    parser.add_argument("--heartbeat", type=float, default=60.0, help="AMQP heartbeat in seconds")
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=30.0,
+        help="seconds to finish in-flight work on SIGTERM",
+    )
+    parser.add_argument(
+        "--connect-attempts", type=_positive_int, default=5, help="tries at start before giving up"
+    )
+    parser.add_argument(
+        "--stats-interval",
+        type=float,
+        default=10.0,
+        help="seconds between throughput lines (0: off)",
+    )
+    parser.set_defaults(func=_cmd_consume)
+
+
+def _cmd_consume(args: argparse.Namespace) -> int:
+    from .._errors import ConfigurationError, Error
+
+    try:
+        from ._consumer import Consumer
+
+        consumer = Consumer(
+            args.handler,
+            args.queue,
+            url=args.url,
+            workers=args.workers,
+            backend=args.backend,
+            bootstrap=args.bootstrap,
+            prefetch=args.prefetch,
+            max_attempts=args.max_attempts,
+            retry_delay=args.retry_delay,
+            max_retry_delay=args.max_retry_delay,
+            quorum=args.quorum,
+            delivery_limit=args.delivery_limit,
+            heartbeat=args.heartbeat,
+            stop_timeout=args.stop_timeout,
+            connect_attempts=args.connect_attempts,
+            stats_interval=args.stats_interval or None,
+        )
+        consumer.run()
+    except ConfigurationError as exc:
+        print(f"parallel-runtime consume: error: {exc}", file=sys.stderr)
+        return 2
+    except Error as exc:
+        print(f"parallel-runtime consume: error: {exc}", file=sys.stderr)
+        return 1
+    return 0

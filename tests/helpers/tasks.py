@@ -1,0 +1,205 @@
+"""Tasks, bootstraps and jobs that tests send to workers.
+
+Imported inside workers of every backend (including Python 3.12 subinterpreters),
+so it only imports modules that are safe there. Tasks report through files because
+a file is the one thing every backend shares with the test.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import runtime
+
+BOOT_COUNTER = 0
+MODULE_STATE = "pristine"
+
+
+def record(path: str, line: str) -> None:
+    with open(path, "a") as f:
+        f.write(line + "\n")
+
+
+def read_lines(path: str) -> list[str]:
+    try:
+        with open(path) as f:
+            return [line.rstrip("\n") for line in f if line.strip()]
+    except FileNotFoundError:
+        return []
+
+
+def wait_for_lines(path: str, count: int, timeout: float = 20.0) -> list[str]:
+    """Wait until ``path`` has ``count`` lines (tests only; workers write asynchronously)."""
+    end = time.monotonic() + timeout
+    lines = read_lines(path)
+    while len(lines) < count and time.monotonic() < end:
+        time.sleep(0.01)
+        lines = read_lines(path)
+    return lines
+
+
+def boot(worker: runtime.WorkerInfo) -> dict[str, object]:
+    global BOOT_COUNTER
+    BOOT_COUNTER += 1
+    return {"booted_in": worker.id, "boots_here": BOOT_COUNTER, "pid": os.getpid()}
+
+
+def boot_generator() -> object:
+    yield {"resource": "open"}
+    path = os.environ.get("RUNTIME_TEST_FINALIZE_FILE")
+    if path:
+        record(path, "finalized")
+
+
+def boot_fails() -> None:
+    raise RuntimeError("config file missing: /etc/shop.toml")
+
+
+class Report(runtime.Task):
+    """Write who ran, with which context, then return."""
+
+    def __init__(self, path: str, tag: str = "") -> None:
+        self.path = path
+        self.tag = tag
+
+    def run(self) -> None:
+        ctx = self.context or {}
+        record(
+            self.path,
+            f"{self.tag}|{self.worker.id}|{self.worker.kind}|{self.worker.attempt}|"
+            f"{ctx.get('booted_in')}|{ctx.get('boots_here')}",
+        )
+
+
+class KindA(Report):
+    pass
+
+
+class KindB(Report):
+    pass
+
+
+class Isolation(runtime.Task):
+    """Read then change a module global: isolated workers must each see it pristine."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def run(self) -> None:
+        global MODULE_STATE
+        seen = MODULE_STATE
+        MODULE_STATE = f"changed by {self.worker.id}"
+        record(self.path, seen)
+
+
+class FailAlways(runtime.Task):
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def run(self) -> None:
+        record(self.path, f"attempt {self.worker.attempt} in worker {self.worker.id}")
+        raise ValueError(f"boom on attempt {self.worker.attempt}")
+
+
+class FailOnce(runtime.Task):
+    """Fails on the first attempt (leaving state behind), succeeds on the second."""
+
+    def __init__(self, path: str, *, die: bool = False) -> None:
+        self.path = path
+        self.die = die
+
+    def run(self) -> None:
+        global MODULE_STATE
+        record(self.path, f"{self.worker.attempt}|{self.worker.id}|{MODULE_STATE}")
+        if self.worker.attempt == 1:
+            MODULE_STATE = "leaked by attempt 1"
+            if self.die:
+                raise SystemExit("the worker goes away")
+            raise RuntimeError("first attempt fails")
+
+
+class Loop(runtime.Task):
+    """Runs until asked to stop; reports start and clean end."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def run(self) -> None:
+        record(self.path, f"start|{self.worker.id}")
+        while not self.wait_stopping(5.0):
+            pass
+        record(self.path, f"stop|{self.worker.id}")
+
+
+class Stubborn(runtime.Task):
+    """Ignores stop requests for a while (to test the stop deadline)."""
+
+    def __init__(self, path: str, seconds: float = 3.0) -> None:
+        self.path = path
+        self.seconds = seconds
+
+    def run(self) -> None:
+        record(self.path, f"start|{self.worker.id}")
+        time.sleep(self.seconds)
+
+
+# -- executor jobs --------------------------------------------------------------------
+def square(x: int) -> int:
+    return x * x
+
+
+def add(a: int, b: int = 0) -> int:
+    return a + b
+
+
+def whoami() -> tuple[int, object]:
+    return os.getpid(), runtime.current_context()
+
+
+def worker_id() -> int:
+    info = runtime.current_worker()
+    return -1 if info is None else info.id
+
+
+def slow_worker_id(seconds: float) -> int:
+    time.sleep(seconds)
+    return worker_id()
+
+
+def sleep_then(seconds: float, value: object = None) -> object:
+    time.sleep(seconds)
+    return value
+
+
+def raise_key_error(key: str) -> None:
+    raise KeyError(key)
+
+
+class Unrebuildable(Exception):
+    def __init__(self, a: int, b: int) -> None:
+        super().__init__(f"needs two args: {a} {b}")
+
+
+def raise_unrebuildable() -> None:
+    raise Unrebuildable(1, 2)
+
+
+def return_unpicklable() -> object:
+    import threading
+
+    return threading.Lock()
+
+
+def die_hard() -> None:
+    os._exit(3)
+
+
+def fail_if(x: int, bad: int) -> int:
+    if x == bad:
+        raise ValueError(f"bad item {x}")
+    return x
+
+
+def wait_for_stop(timeout: float) -> bool:
+    return runtime.stop_requested(timeout)
