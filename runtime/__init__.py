@@ -9,6 +9,7 @@ the RabbitMQ consumer (both imported only when used).
 
 from __future__ import annotations
 
+import contextlib
 import sys as _sys
 from typing import TYPE_CHECKING, Any
 
@@ -107,10 +108,8 @@ def __getattr__(name: str) -> Any:
 
     value = getattr(importlib.import_module(module_name, __name__), name)
     if isinstance(value, type) or callable(value):
-        try:
+        with contextlib.suppress(AttributeError, TypeError):
             value.__module__ = "runtime"
-        except (AttributeError, TypeError):
-            pass
     globals()[name] = value
     return value
 
@@ -125,6 +124,10 @@ if "__main__" in _sys.modules:
     _sys.modules.setdefault("__mp_main__", _sys.modules["__main__"])
 
 for _obj in list(globals().values()):
-    if isinstance(_obj, type) and issubclass(_obj, BaseException) and _obj.__module__ == "runtime._errors":
+    if (
+        isinstance(_obj, type)
+        and issubclass(_obj, BaseException)
+        and _obj.__module__ == "runtime._errors"
+    ):
         _obj.__module__ = "runtime"
 del _obj

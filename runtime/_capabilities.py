@@ -133,7 +133,10 @@ def choose_backend(requested: str, caps: Capabilities | None = None) -> tuple[Ba
                 f"{caps.python_version[0]}.{caps.python_version[1]})"
             )
         if caps.free_threaded_build:
-            return "process", "free-threaded build but the GIL is enabled: threads would not run in parallel"
+            return (
+                "process",
+                "free-threaded build but the GIL is enabled: threads would not run in parallel",
+            )
         if caps.subinterpreters:
             return "process", (
                 "Python 3.12 subinterpreters crash on ssl/hashlib/asyncio imports; "
@@ -151,7 +154,9 @@ def choose_backend(requested: str, caps: Capabilities | None = None) -> tuple[Ba
         )
     if requested == "thread":
         why = "threads requested" + (
-            "" if caps.free_threaded_build and not caps.gil_enabled else " (the GIL serialises Python code)"
+            ""
+            if caps.free_threaded_build and not caps.gil_enabled
+            else " (the GIL serialises Python code)"
         )
         return "thread", why
     return requested, f"{requested} requested"  # type: ignore[return-value]

@@ -27,7 +27,14 @@ import threading
 import time
 from typing import Any
 
-from ._errors import ChannelClosed, ChannelEmpty, ChannelFull, ChannelTimeout, ConfigurationError, NotTransferable
+from ._errors import (
+    ChannelClosed,
+    ChannelEmpty,
+    ChannelFull,
+    ChannelTimeout,
+    ConfigurationError,
+    NotTransferable,
+)
 from ._wire import HEADER, PROTOCOL
 
 __all__ = ["Channel"]
@@ -126,8 +133,12 @@ class Channel:
     """
 
     def __init__(self, capacity: int | None = None) -> None:
-        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1):
-            raise ConfigurationError(f"capacity must be None (unbounded) or an int >= 1, got {capacity!r}")
+        if capacity is not None and (
+            isinstance(capacity, bool) or not isinstance(capacity, int) or capacity < 1
+        ):
+            raise ConfigurationError(
+                f"capacity must be None (unbounded) or an int >= 1, got {capacity!r}"
+            )
         self.capacity = capacity
         self._data = _pipe(_PIPE_SIZE)
         self._closed = _pipe()
@@ -179,7 +190,9 @@ class Channel:
         """Send without waiting; raises :class:`ChannelFull` if there is no room now."""
         self._send(obj, time.monotonic(), 0.0, nowait=True)
 
-    def _send(self, obj: Any, deadline: float | None, timeout: float | None, nowait: bool = False) -> None:
+    def _send(
+        self, obj: Any, deadline: float | None, timeout: float | None, nowait: bool = False
+    ) -> None:
         data = self._encode(obj)
         if self.closed:
             raise ChannelClosed("cannot send: the channel is closed")
@@ -191,7 +204,11 @@ class Channel:
             if not self._send_lock.acquire(deadline):
                 raise ChannelTimeout(f"send timed out after {timeout}s waiting for other senders")
             try:
-                if nowait and self._slots is None and not select.select([], [self._data[1]], [], 0)[1]:
+                if (
+                    nowait
+                    and self._slots is None
+                    and not select.select([], [self._data[1]], [], 0)[1]
+                ):
                     raise ChannelFull("the channel's OS buffer is full")
                 _write_all(self._data[1], data)
             finally:
@@ -246,7 +263,14 @@ class Channel:
 
     # ------------------------------------------------------------------ transfer
     def _fds(self) -> list[int]:
-        fds = [*self._data, *self._closed, self._send_lock.r, self._send_lock.w, self._recv_lock.r, self._recv_lock.w]
+        fds = [
+            *self._data,
+            *self._closed,
+            self._send_lock.r,
+            self._send_lock.w,
+            self._recv_lock.r,
+            self._recv_lock.w,
+        ]
         if self._slots is not None:
             fds += [self._slots.r, self._slots.w]
         return fds
@@ -327,4 +351,3 @@ def pickling_for_process() -> Any:
         yield
     finally:
         _local.for_process = previous
-

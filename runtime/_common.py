@@ -54,7 +54,9 @@ def pack_bootstrap(bootstrap: Any, backend: str) -> bytes | str | None:
     if isinstance(bootstrap, str):
         fn = resolve_reference(bootstrap)
         if not callable(fn):
-            raise ConfigurationError(f"bootstrap {bootstrap!r} resolves to {fn!r}, which is not callable")
+            raise ConfigurationError(
+                f"bootstrap {bootstrap!r} resolves to {fn!r}, which is not callable"
+            )
         check_importable_in_worker(fn, backend, "bootstrap")
         return bootstrap
     if not callable(bootstrap):

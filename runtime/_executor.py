@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import contextlib
 import itertools
 import logging
 import pickle
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._capabilities import Capabilities, capabilities
 from ._channel import pickling_for_process
@@ -37,6 +37,9 @@ from ._wire import PROTOCOL, decode_exception, frame
 from ._worker import map_chunk
 from .backends import WorkerHandle, create_worker
 
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator
+
 __all__ = ["Executor"]
 
 log = logging.getLogger("runtime")
@@ -48,7 +51,13 @@ _MAX_INFLIGHT = 2  # batches queued per worker: one running, one ready to go
 class _Item:
     __slots__ = ("args", "fn", "future", "kwargs")
 
-    def __init__(self, future: cf.Future[Any], fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]):
+    def __init__(
+        self,
+        future: cf.Future[Any],
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ):
         self.future = future
         self.fn = fn
         self.args = args
@@ -82,14 +91,21 @@ class Executor(cf.Executor):
         backend: str = "auto",
         bootstrap: Any = None,
         *,
+        max_workers: int | None = None,
         max_batch: int = 256,
         _capabilities: Capabilities | None = None,
     ) -> None:
         guard_main_import("Executor")
+        if max_workers is not None:  # the concurrent.futures spelling
+            if workers is not None:
+                raise ConfigurationError("pass workers or max_workers, not both")
+            workers = max_workers
         caps = _capabilities or capabilities()
         if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
             raise ConfigurationError(f"max_batch must be an int >= 1, got {max_batch!r}")
-        self._count = resolve_workers(caps.cpu_count if workers is None else workers, caps.cpu_count)
+        self._count = resolve_workers(
+            caps.cpu_count if workers is None else workers, caps.cpu_count
+        )
         self.backend = resolve_backend(backend, caps)
         self._bootstrap = pack_bootstrap(bootstrap, self.backend)
         self._max_batch = max_batch
@@ -110,10 +126,19 @@ class Executor(cf.Executor):
 
     # ------------------------------------------------------------------ start-up
     def _spawn(self) -> _Worker:
-        handle = create_worker(self.backend, next_worker_id(), self._hub, self._on_message, self._on_closed)
+        handle = create_worker(
+            self.backend, next_worker_id(), self._hub, self._on_message, self._on_closed
+        )
         worker = _Worker(handle)
         self._workers[handle.id] = worker
-        info = {"id": handle.id, "backend": self.backend, "attempt": 1, "slot": None, "kind": None, "pid": 0}
+        info = {
+            "id": handle.id,
+            "backend": self.backend,
+            "attempt": 1,
+            "slot": None,
+            "kind": None,
+            "pid": 0,
+        }
         try:
             handle.start(init_spec(info, self.backend, self._bootstrap))
         except Exception as exc:
@@ -159,7 +184,10 @@ class Executor(cf.Executor):
             _, name, message, tb = payload
             cls = BackendUnavailable if refused else BootstrapError
             hint = " (use backend='thread' or backend='process')" if refused else ""
-            error = cls(f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}", tb)
+            error = cls(
+                f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}",
+                tb,
+            )
             with self._lock:
                 self._workers.pop(handle.id, None)
                 if self._broken is None and (not self._workers or not self._started()):
@@ -197,7 +225,9 @@ class Executor(cf.Executor):
                     except Exception as exc:
                         log.error("runtime: could not replace a worker: %s", exc)
                 else:
-                    self._broken = BootstrapError(f"a fresh {self.backend} worker died while bootstrapping: {handle.describe_exit()}")
+                    self._broken = BootstrapError(
+                        f"a fresh {self.backend} worker died while bootstrapping: {handle.describe_exit()}"
+                    )
                     self._boot_done.notify_all()
             if not self._workers and self._broken is not None:
                 self._fail_pending(self._broken)
@@ -224,7 +254,9 @@ class Executor(cf.Executor):
             for worker in ready:
                 if not self._pending:
                     break
-                size = max(1, min(self._max_batch, len(self._pending) // (4 * max(1, len(self._workers)))))
+                size = max(
+                    1, min(self._max_batch, len(self._pending) // (4 * max(1, len(self._workers))))
+                )
                 batch: list[_Item] = []
                 while self._pending and len(batch) < size:
                     item = self._pending.popleft()
@@ -266,10 +298,10 @@ class Executor(cf.Executor):
             blob = pickle.dumps([(i.fn, i.args, i.kwargs) for i in batch], protocol=PROTOCOL)
         batch_id = next(self._batch_ids)
         worker.inflight[batch_id] = batch
-        try:
-            worker.handle.send_frame(frame(pickle.dumps(("calls", batch_id, len(batch), blob), protocol=PROTOCOL)))
-        except BrokenPipeError:
-            pass  # the worker is gone; _on_closed fails this batch and replaces it
+        message = frame(pickle.dumps(("calls", batch_id, len(batch), blob), protocol=PROTOCOL))
+        # If the worker is gone, _on_closed fails this batch and replaces the worker.
+        with contextlib.suppress(BrokenPipeError):
+            worker.handle.send_frame(message)
 
     def _maybe_finish(self) -> None:
         if not self._shutdown:
@@ -311,7 +343,8 @@ class Executor(cf.Executor):
         if chunksize == 1:
             chunksize = max(1, min(self._max_batch, len(items) // (8 * self._count)))
         futures = [
-            self.submit(map_chunk, fn, items[i : i + chunksize]) for i in range(0, len(items), chunksize)
+            self.submit(map_chunk, fn, items[i : i + chunksize])
+            for i in range(0, len(items), chunksize)
         ]
         return self._map_results(futures, end)
 
@@ -345,7 +378,9 @@ class Executor(cf.Executor):
                 handle.join(5)
             self._hub.close()
         else:
-            threading.Thread(target=self._close_when_done, name="runtime-executor-closer", daemon=True).start()
+            threading.Thread(
+                target=self._close_when_done, name="runtime-executor-closer", daemon=True
+            ).start()
 
     def _close_when_done(self) -> None:
         self._all_exited.wait()

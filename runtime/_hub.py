@@ -17,10 +17,12 @@ import os
 import pickle
 import selectors
 import threading
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._wire import HEADER
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = logging.getLogger("runtime")
 

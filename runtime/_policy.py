@@ -38,7 +38,9 @@ class RestartPolicy:
         if self.max_restarts is not None and (
             not isinstance(self.max_restarts, int) or self.max_restarts < 0
         ):
-            raise ConfigurationError(f"max_restarts must be None or an int >= 0, got {self.max_restarts!r}")
+            raise ConfigurationError(
+                f"max_restarts must be None or an int >= 0, got {self.max_restarts!r}"
+            )
         for name in ("within", "backoff", "max_backoff"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or value < 0 or math.isnan(value):
@@ -54,14 +56,16 @@ class RestartPolicy:
             return 0.0
         base = min(self.max_backoff, self.backoff * (2 ** min(failures - 1, 62)))
         if self.jitter:
-            base *= 0.5 + 0.5 * (rng or random).random()
-        return base
+            base *= 0.5 + 0.5 * float((rng or random).random())
+        return float(base)
 
 
 def resolve_workers(workers: int | float, cpu_count: int) -> int:
     """An int >= 1 is a count; a float in (0, 1] is a fraction of the usable CPUs (at least 1)."""
     if isinstance(workers, bool):
-        raise ConfigurationError(f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}")
+        raise ConfigurationError(
+            f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}"
+        )
     if isinstance(workers, int):
         if workers < 1:
             raise ConfigurationError(f"workers must be >= 1, got {workers}")
@@ -76,13 +80,20 @@ def resolve_workers(workers: int | float, cpu_count: int) -> int:
     raise ConfigurationError(f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}")
 
 
-def split_by_weight(weights: Mapping[K, float] | Sequence[tuple[K, float]], total: int) -> dict[K, int]:
+def split_by_weight[K](
+    weights: Mapping[K, float] | Sequence[tuple[K, float]], total: int
+) -> dict[K, int]:
     """Split ``total`` workers by weight (largest remainder); every positive weight gets >= 1."""
     items = list(weights.items()) if isinstance(weights, Mapping) else list(weights)
     if not items:
         raise ConfigurationError("no task kinds given")
     for key, weight in items:
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0 or math.isnan(weight):
+        if (
+            isinstance(weight, bool)
+            or not isinstance(weight, (int, float))
+            or weight < 0
+            or math.isnan(weight)
+        ):
             raise ConfigurationError(f"weight of {key!r} must be a number >= 0, got {weight!r}")
     positive = [(k, float(w)) for k, w in items if w > 0]
     if not positive:
@@ -96,7 +107,9 @@ def split_by_weight(weights: Mapping[K, float] | Sequence[tuple[K, float]], tota
     exact = [(k, total * w / weight_sum) for k, w in positive]
     counts = {k: math.floor(x) for k, x in exact}
     left = total - sum(counts.values())
-    by_remainder = sorted(range(len(exact)), key=lambda i: (-(exact[i][1] - math.floor(exact[i][1])), i))
+    by_remainder = sorted(
+        range(len(exact)), key=lambda i: (-(exact[i][1] - math.floor(exact[i][1])), i)
+    )
     for i in by_remainder[:left]:
         counts[exact[i][0]] += 1
     for key in counts:

@@ -8,6 +8,7 @@ until the next event or the next restart is due — never in a polling loop.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import enum
 import logging
@@ -17,8 +18,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping
-from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._capabilities import Capabilities, capabilities
 from ._channel import pickling_for_process
@@ -41,6 +41,9 @@ from ._policy import RestartPolicy, resolve_workers, split_by_weight
 from ._task import TaskSpec, check_importable_in_worker
 from ._wire import decode_exception
 from .backends import WorkerHandle, create_worker
+
+if TYPE_CHECKING:
+    from types import FrameType, TracebackType
 
 __all__ = ["Pool", "PoolReport", "PoolStatistics"]
 
@@ -188,10 +191,14 @@ class Pool:
         """Start every worker and wait until each has bootstrapped (raises BootstrapError if not)."""
         with self._lock:
             if self._state != "new":
-                raise PoolError(f"this pool was already started (state: {self._state}); create a new Pool")
+                raise PoolError(
+                    f"this pool was already started (state: {self._state}); create a new Pool"
+                )
             self._state = "starting"
         self._hub = Hub(name="runtime-pool-hub")
-        self._thread = threading.Thread(target=self._supervise, name="runtime-supervisor", daemon=True)
+        self._thread = threading.Thread(
+            target=self._supervise, name="runtime-supervisor", daemon=True
+        )
         self._thread.start()
         self._started.wait()
         if self._fatal is not None:
@@ -253,7 +260,10 @@ class Pool:
         return self.start()
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         if not self._finished.is_set():
             self.stop()
@@ -274,21 +284,19 @@ class Pool:
                 log.warning("runtime: %s again; not waiting for running tasks any longer", name)
                 self._events.put(("stop", 0.0))
             else:
-                log.warning("runtime: %s received; stopping the pool (up to %.1fs)", name, self.stop_timeout)
+                log.warning(
+                    "runtime: %s received; stopping the pool (up to %.1fs)", name, self.stop_timeout
+                )
                 self._events.put(("stop", self.stop_timeout))
 
         for sig in (signal.SIGTERM, signal.SIGINT):
-            try:
+            with contextlib.suppress(ValueError, OSError):
                 previous[sig] = signal.signal(sig, handler)
-            except (ValueError, OSError):
-                pass
 
         def restore() -> None:
             for sig, old in previous.items():
-                try:
+                with contextlib.suppress(ValueError, OSError):
                     signal.signal(sig, old)
-                except (ValueError, OSError):
-                    pass
 
         return restore
 
@@ -361,7 +369,9 @@ class Pool:
                 return
         # Wait for every initial worker to report ready (or for the first boot failure).
         while not self._fatal:
-            booting = [s for s in self._slots.values() if s.state is _SlotState.BOOTING and s.initial]
+            booting = [
+                s for s in self._slots.values() if s.state is _SlotState.BOOTING and s.initial
+            ]
             if not booting:
                 break
             self._handle(self._events.get())
@@ -390,7 +400,11 @@ class Pool:
             if event is not None:
                 self._handle(event)
             self._due(time.monotonic())
-            if self._stopping and self._stop_deadline is not None and time.monotonic() >= self._stop_deadline:
+            if (
+                self._stopping
+                and self._stop_deadline is not None
+                and time.monotonic() >= self._stop_deadline
+            ):
                 self._abandon()
                 break
 
@@ -432,13 +446,20 @@ class Pool:
                     if refused
                     else ""
                 )
-                self._fatal = cls(f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}", tb)
+                self._fatal = cls(
+                    f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}",
+                    tb,
+                )
                 self._stopping = True
                 return
-            self._on_failure(slot, f"bootstrap failed: {exc_payload[1]}: {exc_payload[2]}", exc_payload[3])
+            self._on_failure(
+                slot, f"bootstrap failed: {exc_payload[1]}: {exc_payload[2]}", exc_payload[3]
+            )
         elif what == "task_done":
             self._finish_slot(slot, _SlotState.DONE, counted="completed")
-            log.info("runtime: task %s (slot %d) returned; its job is finished", slot.kind.label, slot.id)
+            log.info(
+                "runtime: task %s (slot %d) returned; its job is finished", slot.kind.label, slot.id
+            )
         elif what == "task_failed":
             exc = decode_exception(msg[1])
             self._on_failure(slot, f"{type(exc).__name__}: {exc}", msg[1][3])
@@ -484,7 +505,9 @@ class Pool:
             self._counts[counted] += 1
         self._release_worker(slot)
 
-    def _on_failure(self, slot: _Slot, summary: str, tb: str | None, *, worker_gone: bool = False) -> None:
+    def _on_failure(
+        self, slot: _Slot, summary: str, tb: str | None, *, worker_gone: bool = False
+    ) -> None:
         label = f"{slot.kind.label} (slot {slot.id}, attempt {slot.attempt})"
         self._failures.append(f"{label}: {summary}")
         if tb:
@@ -525,7 +548,9 @@ class Pool:
         slot.worker = None
         if slot.state in (_SlotState.RUNNING, _SlotState.BOOTING):
             if slot.initial and self._state == "starting":
-                self._fatal = BootstrapError(f"a fresh {self.backend} worker died while bootstrapping: {worker.describe_exit()}")
+                self._fatal = BootstrapError(
+                    f"a fresh {self.backend} worker died while bootstrapping: {worker.describe_exit()}"
+                )
                 self._stopping = True
                 return
             self._counts["replaced"] += 1
@@ -535,7 +560,11 @@ class Pool:
     def _due(self, now: float) -> None:
         with self._lock:
             for slot in self._live_slots():
-                if slot.state is _SlotState.WAITING and now >= slot.restart_at and not self._stopping:
+                if (
+                    slot.state is _SlotState.WAITING
+                    and now >= slot.restart_at
+                    and not self._stopping
+                ):
                     self._counts["restarts"] += 1
                     if slot.worker is None:
                         try:
@@ -547,7 +576,11 @@ class Pool:
                         slot.attempt += 1
                         slot.state = _SlotState.RUNNING
                         slot.worker.send(
-                            ("task", self._task_blob(slot.kind), self._info_running(slot, slot.worker))
+                            (
+                                "task",
+                                self._task_blob(slot.kind),
+                                self._info_running(slot, slot.worker),
+                            )
                         )
 
     def _on_resize(self, target: int) -> None:

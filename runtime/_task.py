@@ -212,4 +212,3 @@ def check_importable_in_worker(obj: Any, backend: str, what: str) -> None:
             f"(no script file) that a fresh {backend} worker cannot re-import; move it to a module "
             "or use backend='thread'"
         )
-

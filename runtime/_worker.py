@@ -9,15 +9,18 @@ Nothing here polls: every wait is a blocking read or ``select`` on an fd.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import sys
 import threading
 import types
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._wire import ExcPayload, dumps, encode_exception, recv_message, send_message
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["current_context", "current_worker", "importing_main", "serve", "stop_requested"]
 
@@ -89,7 +92,11 @@ def _fixup_main(spec: dict[str, str]) -> None:
 
 def _annotate(exc: BaseException, backend: str) -> None:
     """Turn the cryptic single-phase-init refusal into advice."""
-    if backend == "subinterpreter" and isinstance(exc, ImportError) and SUBINTERPRETER_REFUSAL in str(exc):
+    if (
+        backend == "subinterpreter"
+        and isinstance(exc, ImportError)
+        and SUBINTERPRETER_REFUSAL in str(exc)
+    ):
         words = str(exc).split()
         name = getattr(exc, "name", None) or (words[1] if len(words) > 1 else "?")
         exc.add_note(
@@ -112,10 +119,8 @@ def _run_bootstrap(bootstrap: Any, info: dict[str, Any]) -> tuple[Any, Callable[
     if not callable(fn):
         raise TypeError(f"the bootstrap {fn!r} is not callable")
     takes_worker = False
-    try:
+    with contextlib.suppress(TypeError, ValueError):
         takes_worker = len(inspect.signature(fn).parameters) >= 1
-    except (TypeError, ValueError):
-        pass
     if takes_worker:
         from ._task import WorkerInfo
 
@@ -248,7 +253,9 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
             _local.state = None
 
 
-def map_chunk(fn: Callable[..., Any], chunk: list[tuple[Any, ...]]) -> tuple[list[Any], ExcPayload | None]:
+def map_chunk(
+    fn: Callable[..., Any], chunk: list[tuple[Any, ...]]
+) -> tuple[list[Any], ExcPayload | None]:
     """Run ``fn`` over a chunk of argument tuples, stopping at the first exception (as ``map`` does)."""
     values: list[Any] = []
     for args in chunk:

@@ -6,7 +6,10 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ["main"]
 
@@ -73,40 +76,55 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if report.gave_up else 0
 
 
+def _no_bench(args: argparse.Namespace) -> int:
+    print(
+        "parallel-runtime: the benchmark suite (the 'benchmarks' package) is not installed; "
+        "install from a source checkout: pip install -e '.[bench]'",
+        file=sys.stderr,
+    )
+    return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parallel-runtime",
         description="Parallel workers inside one process: pools, executors, RabbitMQ consumers.",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    info = sub.add_parser("info", help="what this Python can do (free-threading, GIL, subinterpreters)")
+    info = sub.add_parser(
+        "info", help="what this Python can do (free-threading, GIL, subinterpreters)"
+    )
     info.add_argument("--json", action="store_true", help="print JSON")
     info.set_defaults(func=_cmd_info)
 
     run = sub.add_parser("run", help="run a pool of tasks until they finish or SIGTERM/SIGINT")
     run.add_argument("tasks", nargs="+", help="pkg.mod:TaskClass, or several as REF=WEIGHT")
     run.add_argument("--workers", type=_workers, default=1, help="count or fraction of CPUs")
-    run.add_argument("--backend", default="auto", choices=["auto", "subinterpreter", "thread", "process"])
+    run.add_argument(
+        "--backend", default="auto", choices=["auto", "subinterpreter", "thread", "process"]
+    )
     run.add_argument("--bootstrap", default=None, help="pkg.mod:init run once in each fresh worker")
-    run.add_argument("--max-restarts", type=int, default=None, help="per slot within 60 s (default: unlimited)")
+    run.add_argument(
+        "--max-restarts", type=int, default=None, help="per slot within 60 s (default: unlimited)"
+    )
     run.add_argument("--stop-timeout", type=float, default=30.0, help="seconds to drain on stop")
     run.set_defaults(func=_cmd_run)
 
-    try:
-        from .amqp._cli import configure_parser as configure_consume
-    except ImportError:  # pragma: no cover - amqp is part of the package
-        configure_consume = None
-    if configure_consume is not None:
-        configure_consume(sub.add_parser("consume", help="consume a RabbitMQ queue on the pool"))
+    from .amqp._cli import configure_parser as configure_consume
 
+    configure_consume(sub.add_parser("consume", help="consume a RabbitMQ queue on the pool"))
+
+    bench = sub.add_parser("bench", help="compare against process pools and friends")
     try:
         from benchmarks.cli import configure_parser as configure_bench
     except ImportError:
-        configure_bench = None
-    if configure_bench is not None:
-        configure_bench(sub.add_parser("bench", help="compare against process pools and friends"))
+        bench.set_defaults(func=_no_bench)
+    else:
+        configure_bench(bench)
     return parser
 
 

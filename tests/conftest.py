@@ -43,11 +43,15 @@ def _no_leaked_workers():
         time.sleep(0.02)
     leaked = live_workers()
     assert not leaked, f"workers left behind: {leaked}"
-    names = [t.name for t in threading.enumerate() if t.name.startswith("runtime-") and t.is_alive()]
+    names = [
+        t.name for t in threading.enumerate() if t.name.startswith("runtime-") and t.is_alive()
+    ]
     end = time.monotonic() + deadline
     while names and time.monotonic() < end:
         time.sleep(0.02)
-        names = [t.name for t in threading.enumerate() if t.name.startswith("runtime-") and t.is_alive()]
+        names = [
+            t.name for t in threading.enumerate() if t.name.startswith("runtime-") and t.is_alive()
+        ]
     assert not names, f"threads left behind: {names}"
 
 

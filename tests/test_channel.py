@@ -121,7 +121,7 @@ def test_many_senders_and_receivers_lose_and_duplicate_nothing():
 
 def test_objects_that_cannot_travel():
     ch = runtime.Channel()
-    with pytest.raises(runtime.NotTransferable, match="_thread.lock") as info:
+    with pytest.raises(runtime.NotTransferable, match=r"_thread\.lock") as info:
         ch.send(threading.Lock())
     assert isinstance(info.value, TypeError)
 

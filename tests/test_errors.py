@@ -12,7 +12,7 @@ pytestmark = pytest.mark.timeout(60)
 
 @pytest.mark.parametrize("workers", [0, -1, 1.5, 0.0, "4", True, None])
 def test_bad_worker_counts(workers):
-    with pytest.raises(runtime.ConfigurationError, match="workers|fraction") as info:
+    with pytest.raises(runtime.ConfigurationError, match=r"workers|fraction") as info:
         runtime.Pool(tasks.Report("/dev/null"), workers=workers, backend="thread")
     assert isinstance(info.value, ValueError)
 
@@ -59,9 +59,15 @@ def test_bad_task_references_fail_in_the_caller(ref, match):
 
 def test_bad_bootstrap_reference():
     with pytest.raises(runtime.ReferenceNotFound, match="has no attribute"):
-        runtime.Pool(tasks.Report("/dev/null"), backend="process", bootstrap="tests.helpers.tasks:missing")
+        runtime.Pool(
+            tasks.Report("/dev/null"), backend="process", bootstrap="tests.helpers.tasks:missing"
+        )
     with pytest.raises(runtime.ConfigurationError, match="not callable"):
-        runtime.Pool(tasks.Report("/dev/null"), backend="thread", bootstrap="tests.helpers.tasks:BOOT_COUNTER")
+        runtime.Pool(
+            tasks.Report("/dev/null"),
+            backend="thread",
+            bootstrap="tests.helpers.tasks:BOOT_COUNTER",
+        )
     with pytest.raises(runtime.ConfigurationError, match="lambda"):
         runtime.Pool(tasks.Report("/dev/null"), backend="process", bootstrap=lambda: None)
 
@@ -69,7 +75,7 @@ def test_bad_bootstrap_reference():
 def test_task_base_class_and_non_tasks():
     with pytest.raises(runtime.ConfigurationError, match="subclass"):
         runtime.Pool(runtime.Task, backend="thread")
-    with pytest.raises(runtime.ConfigurationError, match="runtime.Task subclass"):
+    with pytest.raises(runtime.ConfigurationError, match=r"runtime\.Task subclass"):
         runtime.Pool(object, backend="thread")
 
 
@@ -91,12 +97,15 @@ def test_bad_restart_policy():
 
 
 def test_bootstrap_failure_is_raised_with_the_worker_traceback(backend, tmp_path):
-    pool = runtime.Pool(tasks.Report(str(tmp_path / "o")), workers=2, backend=backend, bootstrap=tasks.boot_fails)
+    pool = runtime.Pool(
+        tasks.Report(str(tmp_path / "o")), workers=2, backend=backend, bootstrap=tasks.boot_fails
+    )
     with pytest.raises(runtime.BootstrapError) as info:
         pool.run()
     err = info.value
     assert "config file missing" in str(err)
-    assert err.remote_traceback and "boot_fails" in err.remote_traceback
+    assert err.remote_traceback
+    assert "boot_fails" in err.remote_traceback
     assert "Uncaught in the worker" in str(err)
 
 

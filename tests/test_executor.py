@@ -129,7 +129,8 @@ def test_bootstrap_context_reaches_calls(backend):
     with runtime.Executor(2, backend=backend, bootstrap=tasks.boot) as ex:
         results = [ex.submit(tasks.whoami).result(timeout=20) for _ in range(4)]
     for _pid, ctx in results:
-        assert isinstance(ctx, dict) and "booted_in" in ctx
+        assert isinstance(ctx, dict)
+        assert "booted_in" in ctx
     if backend == "process":
         assert all(pid != os.getpid() for pid, _ in results)
 
@@ -155,4 +156,5 @@ def test_a_burst_spreads_over_the_workers(backend):
     with runtime.Executor(2, backend=backend) as ex:
         futures = [ex.submit(tasks.slow_worker_id, 0.2) for _ in range(2)]
         owners = {f.result(timeout=20) for f in futures}
-    assert len(owners) == 2 and -1 not in owners
+    assert len(owners) == 2
+    assert -1 not in owners

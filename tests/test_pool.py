@@ -41,11 +41,17 @@ def test_bootstrap_by_reference_and_generator_finalizer(backend, tmp_path, monke
     fin = str(tmp_path / "fin")
     monkeypatch.setenv("RUNTIME_TEST_FINALIZE_FILE", fin)
     report = runtime.Pool(
-        "tests.helpers.tasks:Report", workers=1, backend=backend, bootstrap="tests.helpers.tasks:boot_generator"
+        "tests.helpers.tasks:Report",
+        workers=1,
+        backend=backend,
+        bootstrap="tests.helpers.tasks:boot_generator",
     )
     # A reference names a class; constructor arguments need an instance, so use one:
     report = runtime.Pool(
-        tasks.Report(out), workers=2, backend=backend, bootstrap="tests.helpers.tasks:boot_generator"
+        tasks.Report(out),
+        workers=2,
+        backend=backend,
+        bootstrap="tests.helpers.tasks:boot_generator",
     ).run()
     assert report.completed == 2
     assert wait_for_lines(fin, 2) == ["finalized", "finalized"]
@@ -72,7 +78,8 @@ def test_failures_restart_with_backoff_then_give_up(backend, tmp_path):
     assert [line.split()[1] for line in lines] == ["1", "2", "3"]
     workers = {line.split()[-1] for line in lines}
     assert len(workers) == 3  # fresh_worker=True: each attempt in a fresh worker
-    assert len(report.failures) == 3 and "ValueError: boom on attempt 3" in report.failures[-1]
+    assert len(report.failures) == 3
+    assert "ValueError: boom on attempt 3" in report.failures[-1]
 
 
 def test_restart_in_fresh_worker_drops_leaked_state(backend, tmp_path):
@@ -81,7 +88,8 @@ def test_restart_in_fresh_worker_drops_leaked_state(backend, tmp_path):
     report = runtime.Pool(tasks.FailOnce(out), workers=1, backend=backend, restart=policy).run()
     assert (report.completed, report.restarts, report.gave_up) == (1, 1, 0)
     first, second = (line.split("|") for line in read_lines(out))
-    assert first[0] == "1" and second[0] == "2"
+    assert first[0] == "1"
+    assert second[0] == "2"
     assert first[1] != second[1]
     if backend != "thread":
         assert second[2] == "pristine"
@@ -91,7 +99,8 @@ def test_reused_worker_when_fresh_worker_is_false(backend, tmp_path):
     out = str(tmp_path / "out")
     policy = runtime.RestartPolicy(backoff=0.01, fresh_worker=False)
     report = runtime.Pool(tasks.FailOnce(out), workers=1, backend=backend, restart=policy).run()
-    assert report.completed == 1 and report.restarts == 1
+    assert report.completed == 1
+    assert report.restarts == 1
     first, second = (line.split("|") for line in read_lines(out))
     assert first[1] == second[1]
     assert second[2] == "leaked by attempt 1"
@@ -100,7 +109,9 @@ def test_reused_worker_when_fresh_worker_is_false(backend, tmp_path):
 def test_a_worker_that_dies_is_replaced(backend, tmp_path):
     out = str(tmp_path / "out")
     policy = runtime.RestartPolicy(backoff=0.01)
-    report = runtime.Pool(tasks.FailOnce(out, die=True), workers=1, backend=backend, restart=policy).run()
+    report = runtime.Pool(
+        tasks.FailOnce(out, die=True), workers=1, backend=backend, restart=policy
+    ).run()
     assert report.replaced == 1
     assert report.completed == 1
     assert len(read_lines(out)) == 2
@@ -109,7 +120,9 @@ def test_a_worker_that_dies_is_replaced(backend, tmp_path):
 @pytest.mark.parametrize(("total", "expected"), [(10, (3, 7)), (16, (5, 11))])
 def test_weights_split_the_workers(backend, tmp_path, total, expected):
     out = str(tmp_path / "out")
-    pool = runtime.Pool({tasks.KindA(out, "A"): 3, tasks.KindB(out, "B"): 7}, workers=total, backend=backend)
+    pool = runtime.Pool(
+        {tasks.KindA(out, "A"): 3, tasks.KindB(out, "B"): 7}, workers=total, backend=backend
+    )
     report = pool.run()
     assert report.completed == total
     kinds = collections.Counter(line.split("|")[0] for line in read_lines(out))
@@ -119,9 +132,13 @@ def test_weights_split_the_workers(backend, tmp_path, total, expected):
 def test_fraction_of_cpus():
     caps = runtime.capabilities()
     fake = type(caps)(**{**caps.__dict__, "cpu_count": 8})
-    pool = runtime.Pool(tasks.Report("/dev/null"), workers=0.5, backend="thread", _capabilities=fake)
+    pool = runtime.Pool(
+        tasks.Report("/dev/null"), workers=0.5, backend="thread", _capabilities=fake
+    )
     assert pool.statistics().target_workers == 4
-    pool = runtime.Pool(tasks.Report("/dev/null"), workers=0.01, backend="thread", _capabilities=fake)
+    pool = runtime.Pool(
+        tasks.Report("/dev/null"), workers=0.01, backend="thread", _capabilities=fake
+    )
     assert pool.statistics().target_workers == 1
 
 
@@ -136,9 +153,12 @@ def test_resize_up_and_down_while_running(backend, tmp_path):
         assert _wait(lambda: pool.statistics().running == 1)
         assert _wait(lambda: sum(line.startswith("stop") for line in read_lines(out)) == 3)
         stats = pool.statistics()
-        assert stats.target_workers == 1 and stats.completed == 3
+        assert stats.target_workers == 1
+        assert stats.completed == 3
         report = pool.stop(timeout=20)
-    assert report.completed == 4 and report.unfinished == 0 and report.stopped
+    assert report.completed == 4
+    assert report.unfinished == 0
+    assert report.stopped
 
 
 def test_stop_reports_tasks_that_do_not_finish(tmp_path):
@@ -146,7 +166,8 @@ def test_stop_reports_tasks_that_do_not_finish(tmp_path):
     pool = runtime.Pool(tasks.Stubborn(out, seconds=1.5), workers=1, backend="process").start()
     wait_for_lines(out, 1)
     report = pool.stop(timeout=0.2)
-    assert report.unfinished == 1 and report.completed == 0
+    assert report.unfinished == 1
+    assert report.completed == 0
 
 
 def test_statistics_is_a_frozen_snapshot(tmp_path):
@@ -155,7 +176,8 @@ def test_statistics_is_a_frozen_snapshot(tmp_path):
         stats = pool.statistics()
         with pytest.raises(AttributeError):
             stats.running = 5  # type: ignore[misc]
-        assert stats.backend == "thread" and stats.target_workers == 2
+        assert stats.backend == "thread"
+        assert stats.target_workers == 2
 
 
 def test_a_pool_starts_only_once(tmp_path):

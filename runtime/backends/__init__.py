@@ -13,11 +13,13 @@ import fcntl
 import logging
 import os
 import threading
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._hub import Connection, Hub
 from .._wire import dumps, frame
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 log = logging.getLogger("runtime")
 

@@ -51,9 +51,13 @@ class ProcessWorker(WorkerHandle):
                 if code < 0:
                     with contextlib.suppress(ValueError):
                         name = signal.Signals(-code).name
-                        self.exit_detail = f"process worker {self.id} (pid {proc.pid}) was killed by {name}"
+                        self.exit_detail = (
+                            f"process worker {self.id} (pid {proc.pid}) was killed by {name}"
+                        )
                 if not self.exit_detail:
-                    self.exit_detail = f"process worker {self.id} (pid {proc.pid}) exited with code {code}"
+                    self.exit_detail = (
+                        f"process worker {self.id} (pid {proc.pid}) exited with code {code}"
+                    )
         self.exited.set()
         super()._closed()
 

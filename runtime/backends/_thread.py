@@ -42,5 +42,7 @@ class ThreadWorker(WorkerHandle):
         thread = self._thread
         if thread is None or thread.ident is None or not thread.is_alive():
             return True
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit))
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit)
+        )
         return False

@@ -203,3 +203,10 @@ def fail_if(x: int, bad: int) -> int:
 
 def wait_for_stop(timeout: float) -> bool:
     return runtime.stop_requested(timeout)
+
+
+class Hello(runtime.Task):
+    """Needs no arguments: for the CLI."""
+
+    def run(self) -> None:
+        print(f"hello from worker {self.worker.id} ({self.worker.backend})", flush=True)

@@ -1,0 +1,122 @@
+"""Build/GIL detection and the backend choice, including builds this machine lacks (injected)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sys
+
+import pytest
+
+import runtime
+from runtime._capabilities import Capabilities, choose_backend, detect, usable_cpu_count
+from runtime._policy import resolve_workers, split_by_weight
+from tests.helpers import tasks
+
+
+def caps(**kw) -> Capabilities:
+    base = dict(
+        free_threaded_build=False,
+        gil_enabled=True,
+        subinterpreters=True,
+        interpreters_api="backport",
+        default_backend="subinterpreter",
+        cpu_count=4,
+        python_version=(3, 13),
+    )
+    base.update(kw)
+    return Capabilities(**base)
+
+
+def test_this_interpreter_is_described():
+    c = runtime.capabilities()
+    assert c == detect()
+    assert c.cpu_count == usable_cpu_count() >= 1
+    assert c.free_threaded_build is False  # no free-threaded build exists on these machines
+    if sys.version_info >= (3, 13):
+        assert (c.interpreters_api, c.default_backend) == ("backport", "subinterpreter")
+    else:
+        assert (c.interpreters_api, c.default_backend) == ("lowlevel", "process")
+
+
+@pytest.mark.parametrize(
+    ("injected", "expected"),
+    [
+        (caps(free_threaded_build=True, gil_enabled=False), "thread"),
+        (caps(free_threaded_build=True, gil_enabled=True), "subinterpreter"),
+        (
+            caps(
+                free_threaded_build=True,
+                gil_enabled=True,
+                subinterpreters=False,
+                interpreters_api=None,
+            ),
+            "process",
+        ),
+        (caps(python_version=(3, 14), interpreters_api="stdlib"), "subinterpreter"),
+        (caps(python_version=(3, 12), interpreters_api="lowlevel"), "process"),
+        (caps(subinterpreters=False, interpreters_api=None), "process"),
+    ],
+)
+def test_auto_picks_the_backend_that_runs_in_parallel(injected, expected):
+    backend, why = choose_backend("auto", injected)
+    assert backend == expected
+    assert why
+
+
+def test_auto_choice_is_logged(caplog):
+    fake = caps(free_threaded_build=True, gil_enabled=False)
+    with caplog.at_level(logging.INFO, logger="runtime"):
+        pool = runtime.Pool(tasks.Report("/dev/null"), backend="auto", _capabilities=fake)
+    assert pool.backend == "thread"
+    assert "free-threaded build with the GIL disabled" in caplog.text
+
+
+def test_explicit_subinterpreter_without_support():
+    with pytest.raises(runtime.BackendUnavailable, match="backend='process'"):
+        choose_backend("subinterpreter", caps(subinterpreters=False, interpreters_api=None))
+
+
+def test_subinterpreters_on_312_warn_loudly():
+    with pytest.warns(RuntimeWarning, match="crash the whole process"):
+        runtime.Pool(
+            tasks.Report("/dev/null"),
+            backend="subinterpreter",
+            _capabilities=caps(python_version=(3, 12)),
+        )
+
+
+def test_cpu_count_is_affinity_aware(monkeypatch):
+    import os
+
+    monkeypatch.setattr(os, "process_cpu_count", lambda: 3, raising=False)
+    monkeypatch.setattr("runtime._capabilities._cgroup_cpu_limit", lambda: None)
+    assert usable_cpu_count() == 3
+    monkeypatch.setattr("runtime._capabilities._cgroup_cpu_limit", lambda: 2)
+    assert usable_cpu_count() == 2
+
+
+def test_capabilities_is_frozen():
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        runtime.capabilities().cpu_count = 99  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("workers", "cpus", "expected"), [(0.5, 16, 8), (1.0, 3, 3), (0.1, 2, 1), (7, 2, 7)]
+)
+def test_resolve_workers(workers, cpus, expected):
+    assert resolve_workers(workers, cpus) == expected
+
+
+def test_split_by_weight_examples():
+    assert split_by_weight({"A": 3, "B": 7}, 16) == {"A": 5, "B": 11}
+    assert split_by_weight({"A": 3, "B": 7}, 10) == {"A": 3, "B": 7}
+    assert split_by_weight({"A": 1, "B": 1000}, 3) == {"A": 1, "B": 2}
+    assert split_by_weight({"A": 1, "B": 0}, 4) == {"A": 4, "B": 0}
+
+
+def test_restart_backoff_grows_and_caps():
+    policy = runtime.RestartPolicy(backoff=0.1, max_backoff=1.0, jitter=False)
+    assert [policy.delay(n) for n in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    jittered = runtime.RestartPolicy(backoff=1.0, max_backoff=8.0)
+    assert all(0.5 <= jittered.delay(1) <= 1.0 for _ in range(50))
