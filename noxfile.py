@@ -33,4 +33,5 @@ def types(session: nox.Session) -> None:
 @nox.session(python="3.13")
 def bench(session: nox.Session) -> None:
     session.install("-e", ".[bench]")
-    session.run("parallel-runtime", "bench", *(session.posargs or ["--quick"]))
+    args = session.posargs or ["--quick", "--json", "bench-out/bench.json", "--plot", "bench-out/bench.png"]
+    session.run("parallel-runtime", "bench", *args)

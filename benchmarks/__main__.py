@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from .cli import main
+# Absolute, not relative: anyio.to_process workers re-run the parent's __main__ file by path.
+from benchmarks.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

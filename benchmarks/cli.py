@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["configure_parser", "main", "run_bench"]
 
@@ -56,13 +58,17 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="comma-separated keys or groups (process, runtime, anyio) from: "
         + ", ".join(p.key for p in PEERS),
     )
-    parser.add_argument("--repeats", type=int, default=None, help="rounds (default 3 quick, 5 full)")
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="rounds (default 3 quick, 5 full)"
+    )
     parser.add_argument(
         "--scale", type=float, default=None, help="task-count multiplier (default 1 quick, 2 full)"
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the per-round peer order")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the results as JSON")
-    parser.add_argument("--plot", metavar="PATH", default=None, help="write a PNG (needs matplotlib)")
+    parser.add_argument(
+        "--plot", metavar="PATH", default=None, help="write a PNG (needs matplotlib)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--list", action="store_true", help="list peers and workloads, then exit")
     parser.set_defaults(func=run_bench)
@@ -114,7 +120,9 @@ def _list(console_print: Callable[[str], None]) -> int:
         state = f"unavailable: {skipped[peer.key]}" if peer.key in skipped else "ok"
         console_print(f"peer  {peer.key:24} {peer.name} [{peer.backend}]  {state}")
     for w in WORKLOADS:
-        console_print(f"work  {w.name:24} {w.kind:9} {w.description}{'' if w.quick else '  (not in --quick)'}")
+        console_print(
+            f"work  {w.name:24} {w.kind:9} {w.description}{'' if w.quick else '  (not in --quick)'}"
+        )
     console_print("work  startup                  (start-up time and memory per worker)")
     console_print("work  latency                  (submit -> result p50/p99)")
     return 0
@@ -145,7 +153,9 @@ def run_bench(args: argparse.Namespace) -> int:
         quick=args.quick,
     )
     if config.repeats < 1 or config.scale <= 0:
-        print("parallel-runtime bench: error: --repeats and --scale must be positive", file=sys.stderr)
+        print(
+            "parallel-runtime bench: error: --repeats and --scale must be positive", file=sys.stderr
+        )
         return 2
 
     with _progress(count_steps(config), not args.no_progress) as step:

@@ -16,15 +16,15 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import multiprocessing
+import multiprocessing.pool
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import multiprocessing.pool
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["PEERS", "Peer", "Session", "available_peers", "select_peers"]
 
@@ -83,7 +83,9 @@ class SerialSession(Session):
 class ExecutorSession(Session):
     """Any ``concurrent.futures.Executor``."""
 
-    def __init__(self, workers: int, executor: concurrent.futures.Executor, in_process: bool) -> None:
+    def __init__(
+        self, workers: int, executor: concurrent.futures.Executor, in_process: bool
+    ) -> None:
         super().__init__(workers)
         self.executor = executor
         self.in_process = in_process
@@ -195,10 +197,29 @@ class AnyioSession(Session):
         with contextlib.suppress(LookupError, AttributeError):
             to_interpreter._stop_workers(to_interpreter._idle_workers.get())
 
+    async def _release_processes(self) -> None:
+        # Close anyio's worker processes while the loop still runs; left to loop shutdown, their
+        # transports are collected after the loop closed and print "Event loop is closed".
+        from anyio import to_process
+
+        try:
+            workers = to_process._process_pool_workers.get()
+        except (LookupError, AttributeError):
+            return
+        for process in list(workers):
+            with contextlib.suppress(Exception):
+                process.kill()
+                await process.aclose()
+            workers.discard(process)
+        with contextlib.suppress(LookupError, AttributeError):
+            to_process._process_pool_idle_workers.get().clear()
+
     def close(self) -> None:
         try:
             if self.module_name == "to_interpreter":
                 self.portal.call(self._release_interpreters)
+            else:
+                self.portal.call(self._release_processes)
         finally:
             self._portal_cm.__exit__(None, None, None)
 
@@ -267,12 +288,12 @@ def _mp_pool(workers: int) -> Session:
     return MultiprocessingPoolSession(workers, multiprocessing.get_context().Pool(workers))
 
 
-def _interpreter_pool_class() -> type[concurrent.futures.Executor]:
+def _interpreter_pool_class() -> type[concurrent.futures.ThreadPoolExecutor]:
     if sys.version_info >= (3, 14):
         from concurrent.futures import InterpreterPoolExecutor  # type: ignore[attr-defined]
     else:
         from interpreters_backport.concurrent.futures import InterpreterPoolExecutor
-    cls: type[concurrent.futures.Executor] = InterpreterPoolExecutor
+    cls: type[concurrent.futures.ThreadPoolExecutor] = InterpreterPoolExecutor  # a subclass
     return cls
 
 

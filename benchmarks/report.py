@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .runner import RESULT_FIELDS
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+TIMES = "\u00d7"  # the multiplication sign of ratios
+DASH = "\u2013"  # an empty cell
 
 __all__ = [
     "SchemaError",
@@ -101,10 +106,10 @@ def write_json(doc: dict[str, Any], path: str | Path) -> Path:
 
 # (workload, field, header, higher_is_better, format)
 _COLUMNS: tuple[tuple[str, str, str, bool, str], ...] = (
-    ("fib", "speedup_vs_serial", "fib\n×serial", True, "{:.2f}"),
-    ("nbody", "speedup_vs_serial", "nbody\n×serial", True, "{:.2f}"),
-    ("zlib", "speedup_vs_serial", "zlib\n×serial", True, "{:.2f}"),
-    ("sha256", "speedup_vs_serial", "sha256\n×serial", True, "{:.2f}"),
+    ("fib", "speedup_vs_serial", f"fib\n{TIMES}serial", True, "{:.2f}"),
+    ("nbody", "speedup_vs_serial", f"nbody\n{TIMES}serial", True, "{:.2f}"),
+    ("zlib", "speedup_vs_serial", f"zlib\n{TIMES}serial", True, "{:.2f}"),
+    ("sha256", "speedup_vs_serial", f"sha256\n{TIMES}serial", True, "{:.2f}"),
     ("tiny", "per_task_us", "tiny map\nµs/task", False, "{:.1f}"),
     ("tiny_chunked", "per_task_us", "tiny c=256\nµs/task", False, "{:.2f}"),
     ("payload", "per_task_us", "1 MB i/o\nµs/task", False, "{:.0f}"),
@@ -128,7 +133,17 @@ def reference_peer(doc: dict[str, Any]) -> tuple[str, str] | None:
 def _fmt(fmt: str, value: float) -> str:
     if value >= 10_000 and fmt.endswith(".1f}"):
         fmt = "{:.0f}"
+    elif value < 1 and fmt.endswith(".1f}"):
+        fmt = "{:.2f}"
     return fmt.format(value)
+
+
+def _ratio(ratio: float) -> str:
+    if ratio >= 10:
+        return f"{ratio:.0f}{TIMES}"
+    if ratio >= 0.1:
+        return f"{ratio:.2f}{TIMES}"
+    return f"{ratio:.3f}{TIMES}"
 
 
 def render_table(doc: dict[str, Any], console: Any = None) -> None:
@@ -136,7 +151,10 @@ def render_table(doc: dict[str, Any], console: Any = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:  # piped into a file or README: do not squeeze into 80 columns
+            console = Console(width=240)
     results = doc["results"]
     ref = reference_peer(doc)
     index = {(r["peer"], r["backend"], r["workload"], r["workers"]): r for r in results}
@@ -149,18 +167,17 @@ def render_table(doc: dict[str, Any], console: Any = None) -> None:
 
     env = doc["environment"]
     for workers in sorted({r["workers"] for r in results}):
-        if workers == 1 and len({r["workers"] for r in results}) > 1 and all(
-            r["peer"] == "serial" for r in results if r["workers"] == 1
+        if (
+            workers == 1
+            and len({r["workers"] for r in results}) > 1
+            and all(r["peer"] == "serial" for r in results if r["workers"] == 1)
         ):
             continue  # only the baseline ran at 1 worker; it shows up in every other table
         title = f"{workers} worker{'s' if workers > 1 else ''} · Python {env.get('python')} · {env.get('usable_cpus') or env.get('cpu_count')} CPUs"
-        caption = (
-            f"median of {env.get('suite', {}).get('repeats', '?')} repeats; "
-            + (
-                f"small figures: ratio to {ref[0]} ({ref[1]}), green = better"
-                if ref
-                else "no ProcessPoolExecutor in this run: no ratios"
-            )
+        caption = f"median of {env.get('suite', {}).get('repeats', '?')} repeats; " + (
+            f"small figures: ratio to {ref[0]} ({ref[1]}), green = better"
+            if ref
+            else "no ProcessPoolExecutor in this run: no ratios"
         )
         table = Table(title=title, caption=caption, header_style="bold", show_lines=False)
         table.add_column("peer", no_wrap=True)
@@ -175,21 +192,25 @@ def render_table(doc: dict[str, Any], console: Any = None) -> None:
                 row = index.get((peer, backend, workload, w))
                 value = row[fld] if row else None
                 if value is None:
-                    cells.append("[dim]–[/]")
+                    cells.append(f"[dim]{DASH}[/]")
                     continue
                 any_value = True
                 text = _fmt(fmt, value)
                 ref_row = index.get((ref[0], ref[1], workload, workers)) if ref else None
                 ref_value = ref_row[fld] if ref_row else None
-                if ref_value and (peer, backend) != ref and value > 0:
+                if ref_value and peer != "serial" and (peer, backend) != ref and value > 0:
                     ratio = value / ref_value
                     better = ratio > 1 if higher_better else ratio < 1
                     color = "green" if better else "red"
-                    text += f" [{color}]{ratio:.2g}×[/]"
+                    text += f" [{color}]{_ratio(ratio)}[/]"
                 cells.append(text)
             if not any_value:
                 continue
-            style = "bold cyan" if peer == "runtime.Executor" else ("yellow" if (peer, backend) == ref else None)
+            style = (
+                "bold cyan"
+                if peer == "runtime.Executor"
+                else ("yellow" if (peer, backend) == ref else None)
+            )
             table.add_row(peer, backend, *cells, style=style)
         console.print(table)
 
@@ -197,7 +218,9 @@ def render_table(doc: dict[str, Any], console: Any = None) -> None:
     for key, reason in suite.get("skipped_peers", {}).items():
         console.print(f"[dim]skipped {key}: {reason}[/]")
     for err in suite.get("errors", []):
-        console.print(f"[red]failed {err['peer']} ({err['backend']}, {err['workers']} workers): {err['error']}[/]")
+        console.print(
+            f"[red]failed {err['peer']} ({err['backend']}, {err['workers']} workers): {err['error']}[/]"
+        )
 
 
 # --- plot -----------------------------------------------------------------------------------------
@@ -241,12 +264,16 @@ def plot(doc: dict[str, Any], path: str | Path, title: str | None = None) -> Pat
 
     def value(label: str, workload: str, workers: int, fld: str) -> float | None:
         for r in results:
-            if f"{r['peer']} [{r['backend']}]" == label and r["workload"] == workload and r["workers"] == workers:
+            if (
+                f"{r['peer']} [{r['backend']}]" == label
+                and r["workload"] == workload
+                and r["workers"] == workers
+            ):
                 v = r[fld]
                 return float(v) if v is not None else None
         return None
 
-    fig, (ax_speed, ax_over) = plt.subplots(1, 2, figsize=(15, 6.5))
+    fig, (ax_speed, ax_over) = plt.subplots(1, 2, figsize=(15, 7.5))
     cmap = plt.get_cmap("tab20")
     colors = {label: cmap(i % 20) for i, label in enumerate(labels)}
 
@@ -262,20 +289,29 @@ def plot(doc: dict[str, Any], path: str | Path, title: str | None = None) -> Pat
                     ys.append(v)
             ax_speed.bar(xs, ys, width, label=label, color=colors[label])
         ax_speed.set_xticks(range(len(speed_workloads)), speed_workloads)
-        ax_speed.axhline(workers, color="grey", linestyle=":", linewidth=1, label=f"ideal ({workers}×)")
+        ax_speed.axhline(
+            workers, color="grey", linestyle=":", linewidth=1, label=f"ideal ({workers}{TIMES})"
+        )
         ax_speed.set_title(f"Speedup vs serial, {workers} workers (higher is better)")
         names, vals, cols = [], [], []
         for label in labels:
-            v = value(label, overhead_workload, workers, "per_task_us") if overhead_workload else None
+            v = (
+                value(label, overhead_workload, workers, "per_task_us")
+                if overhead_workload
+                else None
+            )
             if v is not None:
                 names.append(label)
                 vals.append(v)
                 cols.append(colors[label])
-        ax_over.barh(names, vals, color=cols)
+        bars = ax_over.barh(names, vals, color=cols)
+        ax_over.bar_label(bars, labels=[f"{v:.3g} µs" for v in vals], fontsize=7, padding=2)
         ax_over.invert_yaxis()
         ax_over.set_xscale("log")
         ax_over.set_xlabel("µs per task (log)")
-        ax_over.set_title(f"Per-task overhead, {overhead_workload} map, {workers} workers (lower is better)")
+        ax_over.set_title(
+            f"Per-task overhead, {overhead_workload} map, {workers} workers (lower is better)"
+        )
     else:
         main = speed_workloads[0] if speed_workloads else None
         for label in labels:
@@ -283,12 +319,18 @@ def plot(doc: dict[str, Any], path: str | Path, title: str | None = None) -> Pat
                 pts = [(w, value(label, main, w, "speedup_vs_serial")) for w in worker_counts]
                 pts = [(w, v) for w, v in pts if v is not None]
                 if pts:
-                    ax_speed.plot(*zip(*pts, strict=True), marker="o", label=label, color=colors[label])
+                    ax_speed.plot(
+                        *zip(*pts, strict=True), marker="o", label=label, color=colors[label]
+                    )
             if overhead_workload:
-                pts = [(w, value(label, overhead_workload, w, "per_task_us")) for w in worker_counts]
+                pts = [
+                    (w, value(label, overhead_workload, w, "per_task_us")) for w in worker_counts
+                ]
                 pts = [(w, v) for w, v in pts if v is not None]
                 if pts:
-                    ax_over.plot(*zip(*pts, strict=True), marker="o", label=label, color=colors[label])
+                    ax_over.plot(
+                        *zip(*pts, strict=True), marker="o", label=label, color=colors[label]
+                    )
         ax_speed.plot(worker_counts, worker_counts, color="grey", linestyle=":", label="ideal")
         ax_speed.set_xlabel("workers")
         ax_speed.set_ylabel(f"speedup vs serial ({main})")
@@ -300,9 +342,9 @@ def plot(doc: dict[str, Any], path: str | Path, title: str | None = None) -> Pat
         for ax in (ax_speed, ax_over):
             ax.set_xscale("log", base=2)
             ax.set_xticks(worker_counts, [str(w) for w in worker_counts])
-    ax_speed.legend(fontsize=7, loc="best")
-    if len(worker_counts) > 1:
-        ax_over.legend(fontsize=7, loc="best")
+    # One legend under both panels, so no bar or line hides behind it.
+    handles, names_ = ax_speed.get_legend_handles_labels()
+    fig.legend(handles, names_, loc="lower center", ncol=4, fontsize=8, frameon=False)
     for ax in (ax_speed, ax_over):
         ax.grid(True, which="both", alpha=0.3)
 
@@ -313,7 +355,7 @@ def plot(doc: dict[str, Any], path: str | Path, title: str | None = None) -> Pat
         f"{env.get('usable_cpus') or env.get('cpu_count')} CPUs · {env.get('cpu_model') or env.get('machine')}",
         fontsize=11,
     )
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.13, 1, 1))
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(target, dpi=110, format="png")

@@ -26,12 +26,14 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import SCHEMA_VERSION, workloads
 from .peers import Peer, Session, available_peers, quiet_fork_warnings
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = [
     "RESULT_FIELDS",
@@ -94,7 +96,12 @@ WORKLOADS: tuple[Workload, ...] = (
     Workload("fib", "cpu", workloads.fib, 25, 24, "recursive fib(25), pure Python"),
     Workload("nbody", "cpu", workloads.nbody, 3000, 16, "n-body, 3000 steps, pure Python"),
     Workload(
-        "zlib", "gil-free", workloads.zlib_compress, 1024, 16, "zlib level 6 on 1 MiB (releases the GIL)"
+        "zlib",
+        "gil-free",
+        workloads.zlib_compress,
+        1024,
+        16,
+        "zlib level 6 on 1 MiB (releases the GIL)",
     ),
     Workload(
         "sha256",
@@ -151,6 +158,8 @@ class Config:
     latency_samples: int = 300
     seed: int = 0
     quick: bool = False
+    # Wall-clock budget in seconds: no new round starts when it would likely overrun (None: no limit).
+    budget_s: float | None = None
 
 
 @dataclass
@@ -160,6 +169,8 @@ class _Samples:
     latency: list[float] = field(default_factory=list)
     startup: list[float] = field(default_factory=list)
     memory: list[float] = field(default_factory=list)
+    # per start-up: (parent RSS growth, workers' USS, workers' PSS) in bytes, constructor seconds
+    memory_parts: list[tuple[float, float, float, float]] = field(default_factory=list)
 
 
 # --- memory ---------------------------------------------------------------------------------------
@@ -285,6 +296,9 @@ def environment() -> dict[str, Any]:
         },
         "timestamp_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if hasattr(os, "getloadavg"):
+        # Other work on the machine skews every figure; the load says how much there was.
+        env["load_average_1m"] = round(os.getloadavg()[0], 2)
     with contextlib.suppress(Exception):
         import runtime
 
@@ -321,7 +335,8 @@ def _sessions(config: Config) -> list[tuple[int, Peer]]:
 def count_steps(config: Config) -> int:
     """How many progress steps :func:`run` reports (one per measurement)."""
     steps = 0
-    for _, peer in _sessions(config):
+    usable, _ = available_peers(config.peers)
+    for _, peer in _sessions(Config(**{**config.__dict__, "peers": usable})):
         steps += sum(1 for w in config.workloads if _applies(peer, w) is None)
         if not peer.serial:
             steps += len(config.special)
@@ -355,6 +370,7 @@ def _measure_session(
         rss_before = rss_bytes()
     start = clock()
     session: Session = peer.open(workers)
+    opened = clock() - start
     with session:
         if measure_startup:
             ran_on = session.warm(workers, WARM_DELAY)
@@ -363,8 +379,10 @@ def _measure_session(
             grown = max(0, rss_bytes() - rss_before)
             pids = {pid for pid, _ in ran_on if pid != os.getpid()} | set(_worker_pids(session))
             child = sum(uss_bytes(pid) for pid in pids)
+            child_pss = sum(pss_bytes(pid) for pid in pids)
             bucket(STARTUP).startup.append(startup)
             bucket(STARTUP).memory.append((grown + child) / workers / 1e6)
+            bucket(STARTUP).memory_parts.append((grown, child, child_pss, opened))
             step(f"{peer.key} x{workers}: start-up")
 
         for workload in config.workloads:
@@ -379,7 +397,9 @@ def _measure_session(
             results = session.map(workload.fn, items, workload.chunksize)
             elapsed = clock() - t0
             if len(results) != len(items):
-                raise RuntimeError(f"{workload.name}: {len(results)} results for {len(items)} tasks")
+                raise RuntimeError(
+                    f"{workload.name}: {len(results)} results for {len(items)} tasks"
+                )
             b = bucket(workload.name)
             b.wall.append(elapsed)
             b.tasks = len(items)
@@ -390,6 +410,17 @@ def _measure_session(
             session.call(workloads.tiny, 0)  # the first call may import the function's module
             bucket(LATENCY).latency += session.latencies(workloads.tiny, 1, count)
             step(f"{peer.key} x{workers}: latency")
+
+
+def _describe(exc: BaseException) -> str:
+    """One line naming the real failure (anyio wraps it in exception groups)."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    text = f"{type(exc).__name__}: {exc}".strip()
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and not isinstance(cause, BaseExceptionGroup):
+        text += f" (from {type(cause).__name__}: {cause})"
+    return text
 
 
 def _worker_pids(session: Session) -> list[int]:
@@ -485,9 +516,19 @@ def run(config: Config, step: Callable[[str], None] | None = None) -> dict[str, 
     payload = os.urandom(PAYLOAD_BYTES)
     rng = random.Random(config.seed)
     started = time.perf_counter()
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
 
+    rounds_done = 0
     with _quiet():
         for _ in range(config.repeats):
+            elapsed = time.perf_counter() - started
+            if (
+                config.budget_s is not None
+                and rounds_done
+                and elapsed + elapsed / rounds_done > config.budget_s
+            ):
+                break
+            rounds_done += 1
             order = _sessions(config)
             rng.shuffle(order)
             for workers, peer in order:
@@ -503,15 +544,36 @@ def run(config: Config, step: Callable[[str], None] | None = None) -> dict[str, 
                             "peer": peer.name,
                             "backend": peer.backend,
                             "workers": workers,
-                            "error": f"{type(exc).__name__}: {exc}",
+                            "error": _describe(exc),
                         }
                     )
 
+    startup_detail = []
+    for (key, name, workers), s in sorted(samples.items()):
+        if name == STARTUP and s.memory_parts:
+            peer = next(p for p in config.peers if p.key == key)
+            grown, uss, pss, opened = (
+                statistics.median(part) for part in zip(*s.memory_parts, strict=True)
+            )
+            startup_detail.append(
+                {
+                    "peer": peer.name,
+                    "backend": peer.backend,
+                    "workers": workers,
+                    "constructor_ms": round(opened * 1e3, 3),
+                    "parent_rss_growth_mb_per_worker": round(grown / workers / 1e6, 3),
+                    "worker_uss_mb": round(uss / workers / 1e6, 3),
+                    "worker_pss_mb": round(pss / workers / 1e6, 3),
+                }
+            )
     env = environment()
+    env["load_average_1m_before"] = None if load_before is None else round(load_before, 2)
     env["suite"] = {
         "schema_version": SCHEMA_VERSION,
         "quick": config.quick,
-        "repeats": config.repeats,
+        "repeats": rounds_done,
+        "repeats_requested": config.repeats,
+        "budget_s": config.budget_s,
         "scale": config.scale,
         "workers": config.workers,
         "seed": config.seed,
@@ -529,9 +591,10 @@ def run(config: Config, step: Callable[[str], None] | None = None) -> dict[str, 
         "peers": {p.key: {"peer": p.name, "backend": p.backend} for p in usable},
         "skipped_peers": skipped,
         "errors": errors,
+        "startup_detail": startup_detail,
         "method": {
             "startup": f"constructor to N concurrent {WARM_DELAY * 1e3:.0f} ms probe tasks done, minus {WARM_DELAY * 1e3:.0f} ms",
-            "mem_mb_per_worker": "(RSS growth of this process + USS of worker processes) / N, after start-up, heap trimmed",
+            "mem_mb_per_worker": "(RSS growth of this process + USS of worker processes) / N, after start-up, heap trimmed; USS/PSS split in startup_detail",
             "latency": "sequential submit -> result of a tiny task in a warm pool; nearest-rank p50/p99",
             "per_task_us": "median wall time of the batch / tasks",
             "speedup_vs_serial": "serial median / peer median, same workload",

@@ -62,7 +62,8 @@ _BODIES = (
 def nbody(steps: int) -> float:
     """The classic five-body simulation (pyperformance's ``nbody``); returns the final energy."""
     bodies = [
-        ([*pos], [v * _DAYS_PER_YEAR for v in vel], mass * _SOLAR_MASS) for pos, vel, mass in _BODIES
+        ([*pos], [v * _DAYS_PER_YEAR for v in vel], mass * _SOLAR_MASS)
+        for pos, vel, mass in _BODIES
     ]
     # Offset the Sun's momentum so the system's centre of mass stays put.
     px = py = pz = 0.0
@@ -161,7 +162,7 @@ def warm(delay: float) -> tuple[int, int]:
     The runner starts N of these at once right after opening a pool: they finish once N workers
     are up (that is the start-up time), and the process ids tell it which processes to measure.
     """
-    import threading
+    import _thread  # builtin: importing threading would add to every worker's measured memory
 
     time.sleep(delay)
-    return os.getpid(), threading.get_ident()
+    return os.getpid(), _thread.get_ident()

@@ -74,7 +74,7 @@ def _fixup_main(spec: dict[str, str]) -> None:
     global _importing_main
     import runpy
 
-    if getattr(sys.modules.get("__main__"), "__runtime_fixed__", False):
+    if sys.modules.get("__main__").__dict__.get("__runtime_fixed__", False):  # type: ignore[union-attr]
         return
     _importing_main = True
     try:
@@ -88,6 +88,33 @@ def _fixup_main(spec: dict[str, str]) -> None:
     module.__dict__.update(namespace)
     module.__dict__["__runtime_fixed__"] = True
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
+
+
+class _LazyMain(types.ModuleType):
+    """Stands in for ``__main__`` in a worker; re-imports the parent's main only if something is looked up.
+
+    Most jobs never reference ``__main__``; re-running the parent's script in every
+    fresh worker (as multiprocessing's spawn does) would cost their start-up for nothing.
+    """
+
+    def __init__(self, spec: dict[str, str], original: types.ModuleType | None) -> None:
+        super().__init__("__main__")
+        self.__dict__["_runtime_spec"] = spec
+        self.__dict__["_runtime_original"] = original
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") and name.endswith("__"):
+            original = self.__dict__["_runtime_original"]
+            if original is not None and hasattr(original, name):
+                return getattr(original, name)
+            raise AttributeError(name)
+        _fixup_main(self.__dict__["_runtime_spec"])
+        return getattr(sys.modules["__main__"], name)
+
+
+def _install_lazy_main(spec: dict[str, str]) -> None:
+    original = sys.modules.get("__main__")
+    sys.modules["__main__"] = sys.modules["__mp_main__"] = _LazyMain(spec, original)
 
 
 def _annotate(exc: BaseException, backend: str) -> None:
@@ -225,7 +252,7 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
     before = set(sys.modules)
     try:
         if spec.get("main") and backend != "thread":
-            _fixup_main(spec["main"])
+            _install_lazy_main(spec["main"])
         state.context, finalize = _run_bootstrap(spec.get("bootstrap"), info)
     except BaseException as exc:
         _annotate(exc, backend)

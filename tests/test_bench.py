@@ -1,0 +1,211 @@
+"""The benchmark suite runs, and what it writes has the promised shape. No timing is asserted."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from benchmarks import workloads
+from benchmarks.peers import PEERS, available_peers, select_peers
+from benchmarks.report import SchemaError, plot, render_table, validate_document, write_json
+from benchmarks.runner import (
+    LATENCY,
+    RESULT_FIELDS,
+    STARTUP,
+    WORKLOADS,
+    Config,
+    _applies,
+    count_steps,
+    run,
+    select_workloads,
+)
+from runtime.cli import main as runtime_main
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_doc() -> dict[str, Any]:
+    """One round of every peer usable here and every workload, scaled down to a few tasks."""
+    config = Config(
+        workers=[2],
+        peers=list(PEERS),
+        workloads=list(WORKLOADS),
+        special=[STARTUP, LATENCY],
+        repeats=1,
+        scale=0.02,
+        latency_samples=5,
+    )
+    steps: list[str] = []
+    doc = run(config, steps.append)
+    doc["_steps"] = steps  # for the test below; removed before validation
+    doc["_expected_steps"] = count_steps(config)
+    return doc
+
+
+def _clean(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+def test_workloads_compute_the_right_thing() -> None:
+    assert workloads.fib(20) == 6765
+    assert workloads.tiny(41) == 42
+    blob = b"x" * 10
+    assert workloads.payload_echo(blob) == blob
+    assert workloads.zlib_compress(64) > 0
+    assert len(workloads.sha256_rounds(1, kib=64)) == 64
+    # The n-body energy of the classic system after 1000 steps (pyperformance's reference check).
+    assert workloads.nbody(1000) == pytest.approx(-0.169087605, abs=1e-8)
+
+
+@pytest.mark.timeout(120)
+def test_every_peer_and_workload_completes(tiny_doc: dict[str, Any]) -> None:
+    suite = tiny_doc["environment"]["suite"]
+    assert suite["errors"] == []
+    usable, skipped = available_peers(PEERS)
+    assert set(suite["skipped_peers"]) == set(skipped)
+    assert tiny_doc["_steps"]
+    assert len(tiny_doc["_steps"]) == tiny_doc["_expected_steps"]
+    seen = {(r["peer"], r["backend"], r["workload"]) for r in tiny_doc["results"]}
+    for peer in usable:
+        for workload in WORKLOADS:
+            if _applies(peer, workload) is None:
+                assert (peer.name, peer.backend, workload.name) in seen, (peer.key, workload.name)
+        if not peer.serial:
+            assert (peer.name, peer.backend, STARTUP) in seen
+            assert (peer.name, peer.backend, LATENCY) in seen
+
+
+def test_rows_fill_the_fields_that_apply(tiny_doc: dict[str, Any]) -> None:
+    for row in tiny_doc["results"]:
+        if row["workload"] == STARTUP:
+            assert row["startup_ms"] is not None
+            assert row["mem_mb_per_worker"] is not None
+            assert row["p50_us"] is None
+            assert row["per_task_us"] is None
+        elif row["workload"] == LATENCY:
+            assert row["p50_us"] is not None
+            assert row["p99_us"] is not None
+            assert row["p50_us"] <= row["p99_us"]
+            assert row["startup_ms"] is None
+        else:
+            assert row["per_task_us"] is not None
+            assert row["speedup_vs_serial"] is not None
+            assert row["p50_us"] is None
+            assert row["startup_ms"] is None
+
+
+def test_json_validates_and_round_trips(tiny_doc: dict[str, Any], tmp_path: Path) -> None:
+    doc = _clean(tiny_doc)
+    validate_document(doc)
+    path = write_json(doc, tmp_path / "out" / "bench.json")
+    loaded = json.loads(path.read_text())
+    validate_document(loaded)
+    assert loaded["results"] == doc["results"]
+    env = loaded["environment"]
+    for key in ("python", "gil_enabled", "free_threaded_build", "cpu_count", "versions", "suite"):
+        assert key in env
+    process_rows = [m for m in env["suite"]["startup_detail"] if m["backend"].startswith("process")]
+    assert process_rows
+    assert all(m["worker_uss_mb"] > 0 for m in process_rows)
+    assert all(m["worker_pss_mb"] > 0 for m in process_rows)
+
+
+def _broken(doc: dict[str, Any], mutate: Any) -> dict[str, Any]:
+    bad = copy.deepcopy(_clean(doc))
+    mutate(bad)
+    return bad
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda d: d.pop("environment"), id="no-environment"),
+        pytest.param(lambda d: d.update(extra=1), id="extra-top-level-key"),
+        pytest.param(lambda d: d["results"][0].pop("p99_us"), id="missing-field"),
+        pytest.param(lambda d: d["results"][0].update(note="x"), id="extra-field"),
+        pytest.param(lambda d: d["results"][0].update(workers=0), id="zero-workers"),
+        pytest.param(lambda d: d["results"][0].update(workers=True), id="bool-workers"),
+        pytest.param(lambda d: d["results"][0].update(median_s="fast"), id="string-number"),
+        pytest.param(lambda d: d["results"][0].update(median_s=float("nan")), id="nan"),
+        pytest.param(lambda d: d["results"][0].update(min_s=1e9), id="min-above-median"),
+        pytest.param(lambda d: d["results"][0].update(peer=""), id="empty-peer"),
+        pytest.param(lambda d: d.update(results={}), id="results-not-list"),
+    ],
+)
+def test_schema_check_rejects_malformed_documents(tiny_doc: dict[str, Any], mutate: Any) -> None:
+    with pytest.raises(SchemaError):
+        validate_document(_broken(tiny_doc, mutate))
+
+
+def test_plot_is_a_png(tiny_doc: dict[str, Any], tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    path = plot(_clean(tiny_doc), tmp_path / "bench.png")
+    assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_table_renders(tiny_doc: dict[str, Any]) -> None:
+    rich_console = pytest.importorskip("rich.console")
+    console = rich_console.Console(record=True, width=200)
+    render_table(_clean(tiny_doc), console)
+    text = console.export_text()
+    assert "ProcessPoolExecutor" in text
+    assert "µs/task" in text
+
+
+def test_cli_end_to_end_with_several_worker_counts(tmp_path: Path) -> None:
+    """``parallel-runtime bench`` with a scaling sweep: JSON valid, PNG written (line-plot path)."""
+    json_path, png_path = tmp_path / "b.json", tmp_path / "b.png"
+    argv = [
+        "bench",
+        "--workers",
+        "1,2",
+        "--peers",
+        "thread,runtime-thread",
+        "--workloads",
+        "fib,tiny,startup,latency",
+        "--repeats",
+        "2",
+        "--scale",
+        "0.05",
+        "--no-progress",
+        "--json",
+        str(json_path),
+        "--plot",
+        str(png_path),
+    ]
+    has_matplotlib = importlib.util.find_spec("matplotlib") is not None
+    # Without matplotlib the run still completes and writes JSON; the missing plot is exit 3.
+    assert runtime_main(argv) == (0 if has_matplotlib else 3)
+    doc = json.loads(json_path.read_text())
+    validate_document(doc)
+    assert {r["workers"] for r in doc["results"]} == {1, 2}
+    assert {r["workload"] for r in doc["results"]} == {"fib", "tiny", STARTUP, LATENCY}
+    assert doc["environment"]["suite"]["repeats"] == 2
+    if has_matplotlib:
+        assert png_path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_cli_rejects_unknown_names(capsys: pytest.CaptureFixture[str]) -> None:
+    assert runtime_main(["bench", "--peers", "nope"]) == 2
+    assert "unknown peer" in capsys.readouterr().err
+    assert runtime_main(["bench", "--workloads", "nope"]) == 2
+    assert "unknown workload" in capsys.readouterr().err
+
+
+def test_selection_helpers() -> None:
+    keys = [p.key for p in select_peers(["runtime"])]
+    assert keys[0] == "serial"  # the baseline always comes along
+    assert set(keys[1:]) == {"runtime-subinterpreter", "runtime-thread", "runtime-process"}
+    assert {p.key for p in select_peers(["process"])} >= {"process-fork", "process-spawn"}
+    quick, special = select_workloads(None, quick=True)
+    assert "tiny_chunked" not in {w.name for w in quick}
+    assert special == [STARTUP, LATENCY]
+    assert set(RESULT_FIELDS) >= {"peer", "backend", "workload", "workers", "median_s"}
