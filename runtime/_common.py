@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import logging
 import pickle
 import sys
 import warnings
+import weakref
 from typing import Any
 
 from ._capabilities import Capabilities, capabilities, choose_backend
@@ -15,6 +17,27 @@ from ._task import check_importable_in_worker, main_module_spec, reference_of, r
 
 log = logging.getLogger("runtime")
 _ids = itertools.count(1)
+
+
+_live: weakref.WeakSet[Any] = weakref.WeakSet()
+_atexit_registered = False
+
+
+def close_at_exit(obj: Any) -> None:
+    """Shut ``obj`` down (its ``_close_at_exit()``) when the interpreter exits, as the stdlib pools do."""
+    global _atexit_registered
+    _live.add(obj)
+    if not _atexit_registered:
+        _atexit_registered = True
+        atexit.register(_close_all)
+
+
+def _close_all() -> None:
+    for obj in list(_live):
+        try:
+            obj._close_at_exit()
+        except Exception:
+            log.exception("runtime: error while closing %r at exit", obj)
 
 
 def next_worker_id() -> int:

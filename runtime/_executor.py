@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._capabilities import Capabilities, capabilities
 from ._channel import pickling_for_process
-from ._common import guard_main_import, init_spec, next_worker_id, pack_bootstrap, resolve_backend
+from ._common import (
+    close_at_exit,
+    guard_main_import,
+    init_spec,
+    next_worker_id,
+    pack_bootstrap,
+    resolve_backend,
+)
 from ._errors import (
     BackendUnavailable,
     BootstrapError,
@@ -123,6 +130,7 @@ class Executor(cf.Executor):
         except BaseException:
             self._teardown_now()
             raise
+        close_at_exit(self)
 
     # ------------------------------------------------------------------ start-up
     def _spawn(self) -> _Worker:
@@ -386,6 +394,10 @@ class Executor(cf.Executor):
         self._all_exited.wait()
         self._hub.close()
 
+    def _close_at_exit(self) -> None:
+        if not self._all_exited.is_set():
+            self.shutdown(wait=True)
+
     def _teardown_now(self) -> None:
         with self._lock:
             self._shutdown = True
@@ -396,11 +408,23 @@ class Executor(cf.Executor):
             handle.join(5)
         self._hub.close()
 
-    def request_stop(self) -> None:
-        """Make ``runtime.stop_requested()`` true in every worker (cooperative cancellation)."""
+    def request_stop(self, future: cf.Future[Any] | None = None) -> bool:
+        """Ask running jobs to stop: ``runtime.stop_requested()`` turns true inside them.
+
+        With ``future``, only that job is asked, and the call returns False if the job
+        is not running (use ``future.cancel()`` for queued jobs). Without it, every
+        running job is asked. Cooperative: a job that never checks runs to the end.
+        Jobs sent in the same batch as the stopped one see the flag too (batches form
+        under bursts of submits); later batches do not.
+        """
         with self._lock:
+            found = False
             for worker in self._workers.values():
-                worker.handle.request_stop()
+                for batch_id, items in worker.inflight.items():
+                    if future is None or any(item.future is future for item in items):
+                        worker.handle.request_stop(batch_id)
+                        found = True
+            return found
 
     @property
     def workers(self) -> int:

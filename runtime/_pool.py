@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from ._capabilities import Capabilities, capabilities
 from ._channel import pickling_for_process
 from ._common import (
+    close_at_exit,
     guard_main_import,
     init_spec,
     next_worker_id,
@@ -200,6 +201,7 @@ class Pool:
             target=self._supervise, name="runtime-supervisor", daemon=True
         )
         self._thread.start()
+        close_at_exit(self)
         self._started.wait()
         if self._fatal is not None:
             self._finished.wait()
@@ -255,6 +257,11 @@ class Pool:
                 by_kind=dict(by_kind),
                 state=self._state,
             )
+
+    def _close_at_exit(self) -> None:
+        if self._state != "new" and not self._finished.is_set():
+            log.warning("runtime: the interpreter is exiting; stopping %r", self)
+            self.stop()
 
     def __enter__(self) -> Pool:
         return self.start()
@@ -376,7 +383,7 @@ class Pool:
                 break
             self._handle(self._events.get())
         with self._lock:
-            if self._fatal is None:
+            if self._fatal is None and not self._stopping:
                 self._state = "running"
         self._started.set()
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import os
-import select
 import sys
 from typing import Any
 
@@ -100,15 +99,9 @@ class Task:
 
         Returns True if a stop was requested. Use it instead of ``time.sleep`` in loops.
         """
-        fd = self._stop_fd
-        if fd is None:
-            if timeout:
-                import time
+        from ._worker import stop_requested
 
-                time.sleep(timeout)
-            return False
-        ready, _, _ = select.select([fd], [], [], timeout)
-        return bool(ready)
+        return stop_requested(timeout)
 
 
 class TaskSpec:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import struct
 import sys
 import threading
 import types
@@ -35,6 +36,22 @@ class _WorkerState:
         self.info = info
         self.stop_fd = stop_fd
         self.context: Any = None
+        # Stop requests arrive as 8-byte records: 0 = stop for good (pool), k = stop batch k.
+        self.stop_all = False
+        self.stop_batches: set[int] = set()
+        self.batch = 0
+
+    def poll_stop(self) -> bool:
+        try:
+            data = os.read(self.stop_fd, 4096)
+        except (BlockingIOError, OSError):
+            data = b""
+        for (target,) in struct.iter_unpack("!Q", data[: len(data) // 8 * 8]):
+            if target == 0:
+                self.stop_all = True
+            else:
+                self.stop_batches.add(target)
+        return self.stop_all or self.batch in self.stop_batches
 
 
 def current_context() -> Any:
@@ -54,14 +71,29 @@ def current_worker() -> Any:
 
 
 def stop_requested(timeout: float | None = 0) -> bool:
-    """True once the pool/executor asked this worker to stop; waits up to ``timeout`` seconds."""
+    """True once the pool, or the executor for the running job, asked to stop.
+
+    Waits up to ``timeout`` seconds (``None``: until asked) without polling: the
+    wait is a ``select`` on the worker's stop pipe. Always False outside workers.
+    """
     import select
+    import time
 
     state: _WorkerState | None = getattr(_local, "state", None)
     if state is None:
+        if timeout:
+            time.sleep(timeout)
         return False
-    ready, _, _ = select.select([state.stop_fd], [], [], timeout)
-    return bool(ready)
+    if state.poll_stop():
+        return True
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while deadline is None or time.monotonic() < deadline:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        if not select.select([state.stop_fd], [], [], remaining)[0]:
+            return False
+        if state.poll_stop():
+            return True
+    return False
 
 
 def importing_main() -> bool:
@@ -246,6 +278,7 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
     except EOFError:
         return
     info: dict[str, Any] = spec["info"]
+    os.set_blocking(stop_fd, False)
     state = _WorkerState(info, stop_fd)
     _local.state = state
     backend = info["backend"]
@@ -268,6 +301,9 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
                 return
             kind = msg[0]
             if kind == "calls":
+                state.batch = msg[1]
+                if state.stop_batches:
+                    state.stop_batches = {b for b in state.stop_batches if b >= msg[1]}
                 write_all(outbox, frame(_run_calls(msg[1], msg[2], msg[3], backend)))
             elif kind == "task":
                 send_message(outbox, _run_task(state, msg[1], msg[2]))

@@ -31,25 +31,27 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import concurrent.futures as cf
 import contextlib
 import functools
 import inspect
 import logging
 import threading
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 import anyio
 import anyio.to_thread
-from anyio.abc import TaskStatus
 from anyio.lowlevel import RunVar
 
 from ._capabilities import capabilities
-from ._errors import ConfigurationError, PoolError
+from ._errors import ConfigurationError
 
 if TYPE_CHECKING:
+    import concurrent.futures as cf
+    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+
+    from anyio.abc import TaskStatus
+
     from ._executor import Executor
     from ._pool import Pool, PoolReport, PoolStatistics
 
@@ -76,25 +78,21 @@ DEFAULT_IDLE_TIMEOUT = 30.0
 
 # ---------------------------------------------------------------------- loop bridge
 class _Waiter(Protocol):
-    """One wake-up: ``wake()`` may be called from any thread, ``wait()`` only in the loop."""
+    """One wake-up: ``resolve()`` and ``wait()`` run in the loop thread only."""
 
-    def wake(self) -> None: ...
+    def resolve(self) -> None: ...
 
     def wait(self) -> Awaitable[object]: ...
 
 
 class _AsyncioWaiter:
-    __slots__ = ("_future", "_loop")
+    __slots__ = ("_future",)
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
         self._future: asyncio.Future[None] = loop.create_future()
 
-    def wake(self) -> None:
-        self._loop.call_soon_threadsafe(self._resolve)
-
-    def _resolve(self) -> None:
-        if not self._future.done():
+    def resolve(self) -> None:
+        if not self._future.done():  # the awaiting task may have been cancelled
             self._future.set_result(None)
 
     def wait(self) -> Awaitable[object]:
@@ -102,46 +100,83 @@ class _AsyncioWaiter:
 
 
 class _TrioWaiter:
-    __slots__ = ("_event", "_token")
+    __slots__ = ("_event",)
 
-    def __init__(self, token: Any) -> None:
+    def __init__(self) -> None:
         import trio
 
-        self._token = token
         self._event = trio.Event()
 
-    def wake(self) -> None:
-        self._token.run_sync_soon(self._event.set)
+    def resolve(self) -> None:
+        self._event.set()
 
     def wait(self) -> Awaitable[object]:
         return self._event.wait()
 
 
 class _Loop:
-    """The calling event loop's thread-safe entry point and its lifetime hook."""
+    """The calling event loop's thread-safe entry point and its lifetime hook.
+
+    Wake-ups from other threads are coalesced: while one hand-off to the loop is
+    pending, further completions only join its list, so a batch of results that
+    completes together costs the loop one wake-up (one self-pipe write), not one each.
+    """
 
     def __init__(self) -> None:
         self.library = _current_library()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._token: Any = None
         if self.library == "asyncio":
             self._loop = asyncio.get_running_loop()
-            self._token: Any = None
+            self._call_soon: Callable[[Callable[[], None]], object] = (
+                self._loop.call_soon_threadsafe
+            )
         elif self.library == "trio":
             import trio
 
-            self._loop = None  # type: ignore[assignment]
             self._token = trio.lowlevel.current_trio_token()
+            self._call_soon = self._token.run_sync_soon
         else:  # pragma: no cover - anyio only ships these two
             raise RuntimeError(f"runtime.aio does not support the {self.library!r} event loop")
+        self._lock = threading.Lock()
+        self._ready: list[_Waiter] = []
+        self._scheduled = False
 
     def waiter(self) -> _Waiter:
-        if self._token is None:
+        if self._loop is not None:
             return _AsyncioWaiter(self._loop)
-        return _TrioWaiter(self._token)
+        return _TrioWaiter()
 
-    def spawn_system_task(self, fn: Callable[[], Awaitable[None]]) -> None:
+    def wake(self, waiter: _Waiter) -> None:
+        """Resolve ``waiter`` in the loop thread soon; callable from any thread.
+
+        Raises RuntimeError when the event loop has ended.
+        """
+        with self._lock:
+            self._ready.append(waiter)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        try:
+            self._call_soon(self._drain)
+        except BaseException:
+            with self._lock:
+                self._scheduled = False
+                self._ready.clear()
+            raise
+
+    def _drain(self) -> None:
+        with self._lock:
+            ready, self._ready = self._ready, []
+            self._scheduled = False
+        for waiter in ready:
+            waiter.resolve()
+
+    def spawn_system_task(self, fn: Callable[[], Coroutine[Any, Any, None]]) -> None:
         """Run ``fn`` outside every user task group; it is cancelled when the loop ends."""
-        if self._token is None:
-            task = self._loop.create_task(fn())  # type: ignore[arg-type]
+        if self._loop is not None:
+            # Runner.close() (asyncio.run, anyio.run) cancels every task left, this one too.
+            task = self._loop.create_task(fn())
             _system_tasks.add(task)
             task.add_done_callback(_system_tasks.discard)
         else:
@@ -175,32 +210,43 @@ def _current_loop() -> _Loop:
 class _WakeOnDone:
     """Future done-callback that wakes the loop once; disarmed when the awaiter gave up."""
 
-    __slots__ = ("armed", "waiter")
+    __slots__ = ("armed", "loop", "waiter")
 
-    def __init__(self, waiter: _Waiter) -> None:
-        self.waiter = waiter
+    def __init__(self, loop: _Loop) -> None:
+        self.loop = loop
+        self.waiter = loop.waiter()
         self.armed = True
 
     def __call__(self, _future: cf.Future[Any]) -> None:
         if self.armed:
             # The loop may have ended while an abandoned job ran on; nobody is waiting then.
             with contextlib.suppress(RuntimeError):
-                self.waiter.wake()
+                self.loop.wake(self.waiter)
+
+
+def _failed(future: cf.Future[Any]) -> bool:
+    return future.cancelled() or future.exception() is not None
+
+
+def _chunk_failed(future: cf.Future[Any]) -> bool:
+    return _failed(future) or future.result()[1] is not None
 
 
 class _WakeOnBatch:
     """Wakes the loop when every future is done, or early on the first failure."""
 
-    __slots__ = ("_lock", "_remaining", "armed", "waiter")
+    __slots__ = ("_failed", "_lock", "_remaining", "armed", "loop", "waiter")
 
-    def __init__(self, waiter: _Waiter, count: int) -> None:
-        self.waiter = waiter
+    def __init__(self, loop: _Loop, count: int, failed: Callable[[cf.Future[Any]], bool]) -> None:
+        self.loop = loop
+        self.waiter = loop.waiter()
         self.armed = True
+        self._failed = failed
         self._remaining = count
         self._lock = threading.Lock()
 
     def __call__(self, future: cf.Future[Any]) -> None:
-        failed = not future.cancelled() and future.exception() is not None
+        failed = self._failed(future)
         with self._lock:
             self._remaining -= 1
             fire = self.armed and (failed or self._remaining == 0)
@@ -208,16 +254,15 @@ class _WakeOnBatch:
                 self.armed = False
         if fire:
             with contextlib.suppress(RuntimeError):
-                self.waiter.wake()
+                self.loop.wake(self.waiter)
 
 
 # ---------------------------------------------------------------------- cancellation
 _stop_support: dict[type, bool] = {}
 
 
-def _supports_stop(executor: cf.Executor) -> bool:
-    """Whether ``executor.request_stop(future)`` asks the worker running that future to stop."""
-    cls = type(executor)
+def _supports_stop(cls: type[cf.Executor]) -> bool:
+    """Whether ``cls.request_stop(future)`` asks the worker running that future to stop."""
     known = _stop_support.get(cls)
     if known is None:
         known = False
@@ -228,7 +273,8 @@ def _supports_stop(executor: cf.Executor) -> bool:
             except (TypeError, ValueError):
                 params = []
             known = any(
-                p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params
+                p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL)
+                for p in params
             )
         _stop_support[cls] = known
     return known
@@ -237,7 +283,7 @@ def _supports_stop(executor: cf.Executor) -> bool:
 def _abandon(executor: cf.Executor, futures: Iterable[cf.Future[Any]]) -> int:
     """Cancel what has not started; ask the workers of running jobs to stop. Returns the running count."""
     running = [f for f in futures if not f.cancel() and not f.done()]
-    if running and _supports_stop(executor):
+    if running and _supports_stop(type(executor)):
         request: Callable[[cf.Future[Any]], object] = executor.request_stop  # type: ignore[attr-defined]
         for future in running:
             try:
@@ -249,18 +295,20 @@ def _abandon(executor: cf.Executor, futures: Iterable[cf.Future[Any]]) -> int:
     return len(running)
 
 
-def _outcome(future: cf.Future[T]) -> T:
+def _outcome[T](future: cf.Future[T]) -> T:
     if future.cancelled():
         # Cancelled behind our back (the executor was shut down with cancel_futures=True).
         # Never let concurrent.futures.CancelledError look like a cancellation of our task.
         from ._errors import ExecutorShutdown
 
-        raise ExecutorShutdown("the job was cancelled before it started: the executor is shutting down")
+        raise ExecutorShutdown(
+            "the job was cancelled before it started: the executor is shutting down"
+        )
     return future.result()
 
 
-async def _await_future(loop: _Loop, executor: cf.Executor, future: cf.Future[T]) -> T:
-    waker = _WakeOnDone(loop.waiter())
+async def _await_future[T](loop: _Loop, executor: cf.Executor, future: cf.Future[T]) -> T:
+    waker = _WakeOnDone(loop)
     future.add_done_callback(waker)
     try:
         # The wake-up is always delivered through the loop's queue, so this yields
@@ -273,11 +321,14 @@ async def _await_future(loop: _Loop, executor: cf.Executor, future: cf.Future[T]
     return _outcome(future)
 
 
-async def _await_batch(loop: _Loop, executor: cf.Executor, futures: list[cf.Future[T]]) -> list[T]:
-    if not futures:
-        await anyio.lowlevel.checkpoint()
-        return []
-    waker = _WakeOnBatch(loop.waiter(), len(futures))
+async def _await_batch(
+    loop: _Loop,
+    executor: cf.Executor,
+    futures: list[cf.Future[Any]],
+    failed: Callable[[cf.Future[Any]], bool],
+) -> None:
+    """Wait until every future is done, or the first one failed (then abandon the rest)."""
+    waker = _WakeOnBatch(loop, len(futures), failed)
     for future in futures:
         future.add_done_callback(waker)
     try:
@@ -286,11 +337,8 @@ async def _await_batch(loop: _Loop, executor: cf.Executor, futures: list[cf.Futu
         waker.armed = False
         _abandon(executor, futures)
         raise
-    failures = [f for f in futures if f.done() and (f.cancelled() or f.exception() is not None)]
-    if failures:
+    if not all(f.done() for f in futures):
         _abandon(executor, futures)
-        _outcome(failures[0])
-    return [f.result() for f in futures]
 
 
 # ---------------------------------------------------------------------- AsyncExecutor
@@ -306,6 +354,10 @@ class AsyncExecutor:
     def __init__(self, executor: cf.Executor) -> None:
         self._executor = executor
         self._loop = _current_loop()
+        from ._executor import Executor
+
+        # Only runtime's own workers know how to run a chunk (runtime._worker.map_chunk).
+        self._chunked = isinstance(executor, Executor)
 
     @property
     def executor(self) -> cf.Executor:
@@ -323,22 +375,63 @@ class AsyncExecutor:
         future = self._executor.submit(fn, *args, **kwargs)
         return await _await_future(self._loop, self._executor, future)
 
-    async def map(self, fn: Callable[..., T], /, *iterables: Iterable[Any]) -> list[T]:
+    async def map(
+        self, fn: Callable[..., T], /, *iterables: Iterable[Any], chunksize: int | None = None
+    ) -> list[T]:
         """Run ``fn`` over the items (zipped like the builtin ``map``); results in order.
 
         All items are submitted at once and the loop is woken once, when the last one
-        finished. On the first failure the remaining jobs are cancelled (running ones
-        are abandoned) and that exception is raised.
+        finished. On a ``runtime.Executor`` the items travel in chunks of ``chunksize``
+        (default: sized from the item and worker counts), so a big batch costs a few
+        jobs, not one per item. On the first failure the remaining jobs are cancelled
+        (running ones are abandoned) and that exception is raised.
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
-        futures: list[cf.Future[T]] = []
+        items = list(zip(*iterables, strict=False))
+        if not items:
+            await anyio.lowlevel.checkpoint()
+            return []
+        size = self._chunksize(len(items), chunksize)
+        futures: list[cf.Future[Any]] = []
         try:
-            for args in zip(*iterables, strict=False):
-                futures.append(self._executor.submit(fn, *args))
+            if size > 1:
+                from ._worker import map_chunk
+
+                for i in range(0, len(items), size):
+                    futures.append(self._executor.submit(map_chunk, fn, items[i : i + size]))
+            else:
+                for args in items:
+                    futures.append(self._executor.submit(fn, *args))
         except BaseException:
             _abandon(self._executor, futures)
             raise
-        return await _await_batch(self._loop, self._executor, futures)
+        failed = _chunk_failed if size > 1 else _failed
+        await _await_batch(self._loop, self._executor, futures, failed)
+        # Woken early on a failure: raise the first failure (in item order) among the
+        # finished jobs; the unfinished ones were abandoned and are never waited for.
+        # Jobs that were cancelled (by that abandonment) only count if nothing else failed.
+        failures = [f for f in futures if f.done() and failed(f)]
+        if failures:
+            first = next((f for f in failures if not f.cancelled()), failures[0])
+            if size > 1 and not first.cancelled() and first.exception() is None:
+                from ._wire import decode_exception
+
+                raise decode_exception(first.result()[1])
+            _outcome(first)
+        if size == 1:
+            return [f.result() for f in futures]
+        return [value for f in futures for value in f.result()[0]]
+
+    def _chunksize(self, count: int, chunksize: int | None) -> int:
+        if chunksize is not None:
+            if not isinstance(chunksize, int) or isinstance(chunksize, bool) or chunksize < 1:
+                raise ConfigurationError(f"chunksize must be an int >= 1, got {chunksize!r}")
+            return chunksize if self._chunked else 1
+        if not self._chunked:
+            return 1
+        # About 8 chunks per worker keeps every worker busy while amortising the per-job cost.
+        workers = max(1, int(getattr(self._executor, "workers", 1)))
+        return max(1, min(256, count // (8 * workers)))
 
     def __repr__(self) -> str:
         return f"<runtime.aio.AsyncExecutor {self._executor!r}>"
@@ -347,7 +440,9 @@ class AsyncExecutor:
 async def _shutdown(executor: cf.Executor) -> None:
     """Shut ``executor`` down from async code without blocking the loop, even when cancelled."""
     with anyio.CancelScope(shield=True):
-        await anyio.to_thread.run_sync(functools.partial(executor.shutdown, wait=True, cancel_futures=True))
+        await anyio.to_thread.run_sync(
+            functools.partial(executor.shutdown, wait=True, cancel_futures=True)
+        )
 
 
 @contextlib.asynccontextmanager
@@ -438,10 +533,13 @@ class _DefaultExecutor:
                 await self._went_idle.wait()
                 self._went_idle = anyio.Event()
                 await self._prune_when_idle()
-        except BaseException:
+        except anyio.get_cancelled_exc_class():
             # The event loop is ending (system tasks are cancelled last): stop the workers now.
             self.close()
             raise
+        except Exception:
+            # A system task must not crash the event loop; the atexit hook still cleans up.
+            log.exception("runtime: the default executor's idle pruning failed")
 
     async def _prune_when_idle(self) -> None:
         while self.executor is not None and self.inflight == 0:
@@ -450,7 +548,10 @@ class _DefaultExecutor:
                 await anyio.sleep(remaining)
                 continue
             executor, self.executor = self.executor, None
-            log.debug("runtime: the default executor was idle for %.0fs; shutting it down", self.idle_timeout)
+            log.debug(
+                "runtime: the default executor was idle for %.0fs; shutting it down",
+                self.idle_timeout,
+            )
             await _shutdown(executor)
 
     def close(self) -> None:
@@ -510,7 +611,9 @@ def configure_default_executor(
     :func:`run_sync`, or after :func:`aclose_default_executor`.
     """
     if not isinstance(idle_timeout, (int, float)) or idle_timeout <= 0:
-        raise ConfigurationError(f"idle_timeout must be a number of seconds > 0, got {idle_timeout!r}")
+        raise ConfigurationError(
+            f"idle_timeout must be a number of seconds > 0, got {idle_timeout!r}"
+        )
     default = _default_executor()
     default.workers = workers
     default.backend = backend
@@ -528,7 +631,7 @@ async def aclose_default_executor() -> None:
     await default.aclose()
 
 
-async def run_sync(
+async def run_sync[T](
     func: Callable[..., T], *args: Any, limiter: anyio.CapacityLimiter | None = None
 ) -> T:
     """Call ``func(*args)`` on a worker of this event loop's default executor.
@@ -585,25 +688,6 @@ class AsyncPool:
     def __init__(self, pool: Pool, stop_timeout: float | None) -> None:
         self.pool = pool
         self._stop_timeout = stop_timeout
-        self._finished = anyio.Event()
-        self._report: PoolReport | None = None
-        self._error: BaseException | None = None
-
-    async def _run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        try:
-            try:
-                await anyio.to_thread.run_sync(self.pool.start)
-            except Exception as exc:
-                # A failed start is reported to the opener, not to the task group.
-                self._error = exc
-                task_status.started()
-                return
-            task_status.started()
-            self._report = await run_pool(self.pool, stop_timeout=self._stop_timeout)
-        except Exception as exc:
-            self._error = exc
-        finally:
-            self._finished.set()
 
     def statistics(self) -> PoolStatistics:
         """An immutable snapshot of the pool (see :meth:`runtime.Pool.statistics`)."""
@@ -614,25 +698,18 @@ class AsyncPool:
         self.pool.resize(workers)
 
     async def wait(self) -> PoolReport:
-        """Wait until every task returned (or the pool was stopped); returns the report."""
-        await self._finished.wait()
-        return self._result()
+        """Wait until every task returned (or the pool was stopped); returns the report.
+
+        Cancelling the wait does not stop the pool (leaving :func:`open_pool` does).
+        """
+        return await anyio.to_thread.run_sync(self.pool.run, abandon_on_cancel=True)
 
     async def stop(self, stop_timeout: float | None = None) -> PoolReport:
         """Ask the tasks to finish, wait up to ``stop_timeout`` seconds, return the report."""
-        if not self._finished.is_set():
-            grace = self._stop_timeout if stop_timeout is None else stop_timeout
-            with anyio.CancelScope(shield=True):
-                await anyio.to_thread.run_sync(functools.partial(self.pool.stop, grace))
-        await self._finished.wait()
-        return self._result()
-
-    def _result(self) -> PoolReport:
-        if self._error is not None:
-            raise self._error
-        if self._report is None:  # pragma: no cover - _finished is set only after one of them
-            raise PoolError("the pool ended without a report")
-        return self._report
+        grace = self._stop_timeout if stop_timeout is None else stop_timeout
+        with anyio.CancelScope(shield=True):
+            report = await anyio.to_thread.run_sync(functools.partial(self.pool.stop, grace))
+        return report
 
     def __repr__(self) -> str:
         return f"<runtime.aio.AsyncPool {self.pool!r}>"
@@ -649,17 +726,20 @@ async def open_pool(
     :class:`runtime.BootstrapError` if one cannot). Leaving the block — normally, by
     an exception or by cancellation — stops the pool like ``with pool:`` does; call
     ``await handle.wait()`` inside the block to wait for the tasks to finish instead.
+    Exceptions from the block propagate unchanged (no exception group).
     """
     from ._pool import Pool
 
     pool_options.setdefault("handle_signals", False)
     pool = Pool(tasks, **pool_options)
     handle = AsyncPool(pool, stop_timeout)
-    async with anyio.create_task_group() as tg:
-        await tg.start(handle._run)
-        if handle._error is not None:
-            raise handle._error
-        try:
-            yield handle
-        finally:
-            await handle.stop()
+    try:
+        await anyio.to_thread.run_sync(pool.start)
+    except BaseException:
+        if pool.statistics().state not in ("new", "stopped"):
+            await handle.stop()  # cancelled while booting: do not leave it running
+        raise
+    try:
+        yield handle
+    finally:
+        await handle.stop()

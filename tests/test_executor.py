@@ -158,3 +158,16 @@ def test_a_burst_spreads_over_the_workers(backend):
         owners = {f.result(timeout=20) for f in futures}
     assert len(owners) == 2
     assert -1 not in owners
+
+
+def test_stop_one_running_job_and_not_the_next(backend):
+    with runtime.Executor(1, backend=backend) as ex:
+        waiting = ex.submit(tasks.wait_for_stop, 30)
+        queued = ex.submit(tasks.wait_for_stop, 0.2)
+        pending = ex.submit(tasks.wait_for_stop, 0.2)  # the worker already holds two batches
+        assert not pending.running()
+        assert ex.request_stop(pending) is False  # not dispatched: cancel() is the tool for it
+        assert ex.request_stop(waiting) is True
+        assert waiting.result(timeout=20) is True
+        assert queued.result(timeout=20) is False  # only the targeted job saw the stop
+        assert pending.result(timeout=20) is False

@@ -95,7 +95,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def _cmd_consume(args: argparse.Namespace) -> int:
+    import logging
+
     from .._errors import ConfigurationError, Error
+
+    if not args.verbose:
+        # pika logs every connection step at INFO; our own lines say what matters.
+        logging.getLogger("pika").setLevel(logging.WARNING)
 
     try:
         from ._consumer import Consumer

@@ -9,12 +9,17 @@ It is used from the connection's own thread only.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
 __all__ = ["Confirms"]
+
+
+def _nothing() -> None:
+    pass
 
 
 class Confirms:
@@ -27,8 +32,9 @@ class Confirms:
         on_settled: Callable[[list[int], bool], None] | None = None,
         timeout: float = 30.0,
     ) -> None:
-        self._impl = channel._impl  # the asynchronous pika Channel behind the BlockingChannel
         self._connection = connection
+        self._channel = channel
+        self._impl = channel._impl  # the asynchronous pika Channel behind the BlockingChannel
         self._on_settled = on_settled
         self._next = 0
         self.outstanding: dict[int, None] = {}  # ordered by sequence number
@@ -39,7 +45,8 @@ class Confirms:
         self._impl.confirm_delivery(
             ack_nack_callback=self._on_frame, callback=lambda _frame: selected.append(True)
         )
-        self.wait(lambda: bool(selected), timeout)
+        if not self.wait(lambda: bool(selected), timeout):
+            raise TimeoutError(f"the broker did not enable publisher confirms within {timeout}s")
 
     def publish(
         self, exchange: str, routing_key: str, body: bytes, properties: Any, mandatory: bool = False
@@ -52,17 +59,20 @@ class Confirms:
         self.outstanding[self._next] = None
         return self._next
 
-    def wait(self, done: Callable[[], bool], timeout: float | None) -> bool:
-        """Run the connection's I/O until ``done()`` or ``timeout``; True if done."""
-        import time
+    def wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        """Run the connection's I/O until ``done()`` or ``timeout``; True if done.
 
-        end = None if timeout is None else time.monotonic() + timeout
-        while not done():
-            remaining = 1.0 if end is None else end - time.monotonic()
-            if remaining <= 0:
-                return False
-            self._connection.process_data_events(time_limit=min(remaining, 1.0))
-        return True
+        ``process_data_events`` only returns early for events it dispatches itself,
+        not for frames the channel underneath handles (confirms), so this drives the
+        channel's flush loop, which re-checks ``done`` after every I/O wake-up.
+        """
+        end = time.monotonic() + timeout
+        timer = self._connection.call_later(timeout, _nothing)  # wakes the poll at the deadline
+        try:
+            self._channel._flush_output(lambda: done() or time.monotonic() >= end)
+        finally:
+            self._connection.remove_timeout(timer)
+        return done()
 
     def _on_return(self, _channel: Any, _method: Any, _properties: Any, _body: bytes) -> None:
         # A Basic.Return always precedes the Basic.Ack of the same publish.

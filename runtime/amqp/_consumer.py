@@ -203,6 +203,8 @@ class Consumer:
         self._consumer_tag: str | None = None
         self._inflight: dict[int, _Delivery] = {}
         self._confirm_tags: dict[int, int] = {}  # publish sequence number -> delivery tag
+        self._confirmed: list[tuple[list[int], bool]] = []
+        self._draining = False
         self._cancelled_by_broker = False
         self._counts = collections.Counter[str]()
         self._last_stats = (time.monotonic(), 0)
@@ -343,7 +345,10 @@ class Consumer:
             outcome = HandlerFailure.from_exception(exc) if exc is not None else future.result()
         with self._lock:
             self._completed.append((generation, tag, outcome))
-        self._wake()
+        if threading.current_thread() is not self._thread:
+            # On the I/O thread itself (an executor that completes inline) the serve loop
+            # drains right after the current pika callback; no wake-up round trip needed.
+            self._wake()
 
     # ------------------------------------------------------------------ I/O thread
     def _io_main(self) -> None:
@@ -480,6 +485,7 @@ class Consumer:
                 delivery.future.cancel()
         self._inflight.clear()
         self._confirm_tags.clear()
+        self._confirmed = []
         self._channel = self._confirms = self._consumer_tag = None
         if connection is not None:
             try:
@@ -585,14 +591,30 @@ class Consumer:
         future.add_done_callback(lambda f: self._on_done(generation, tag, f))
 
     def _drain(self) -> None:
-        """Settle every finished delivery of the current connection (I/O thread only)."""
+        """Settle every finished delivery of the current connection (I/O thread only).
+
+        Acks flush the socket, and pika hands publisher confirms to us during that flush:
+        confirms are therefore only queued by :meth:`_on_confirmed` and settled here, in a
+        loop, so no settlement ever runs nested inside another.
+        """
+        if self._draining:
+            return
+        self._draining = True
+        try:
+            while self._drain_once():
+                pass
+        finally:
+            self._draining = False
+
+    def _drain_once(self) -> bool:
         with self._lock:
             self._wake_pending = False
-            if not self._completed:
-                return
             batch = list(self._completed)
             self._completed.clear()
             generation = self._generation
+        confirmed, self._confirmed = self._confirmed, []
+        if not batch and not confirmed:
+            return False
         channel = self._channel
         succeeded: list[int] = []
         for gen, tag, outcome in batch:
@@ -609,28 +631,47 @@ class Consumer:
                 channel.basic_reject(tag, requeue=True)
                 self._counts["requeued"] += 1
             else:
-                self._fail(
-                    delivery,
-                    outcome
-                    if isinstance(outcome, HandlerFailure)
-                    else HandlerFailure("TypeError", f"the handler wrapper returned {outcome!r}"),
-                )
+                if not isinstance(outcome, HandlerFailure):
+                    outcome = HandlerFailure(
+                        "TypeError", f"the handler wrapper returned {outcome!r}"
+                    )
+                self._fail(delivery, outcome)
+        self._counts["succeeded"] += len(succeeded)
+        nacked: list[int] = []
+        for seqs, ok in confirmed:
+            for seq in seqs:
+                tag = self._confirm_tags.pop(seq, 0)
+                if tag not in self._inflight:
+                    continue
+                (succeeded if ok else nacked).append(tag)
+        for tag in nacked:
+            del self._inflight[tag]
+            channel.basic_reject(tag, requeue=True)
+            self._counts["requeued"] += 1
+        if nacked:
+            log.error(
+                "runtime.amqp: the broker nacked %d retry/dead-letter publish(es); originals requeued",
+                len(nacked),
+            )
         if succeeded:
             self._ack(succeeded)
-            self._counts["succeeded"] += len(succeeded)
+        return True
 
     def _ack(self, tags: list[int]) -> None:
         """Ack ``tags``; one ``multiple`` ack covers every tag below the oldest unsettled delivery."""
-        channel = self._channel
+        # The channel underneath the BlockingChannel: its basic_ack only queues the frame,
+        # where BlockingChannel.basic_ack also runs an I/O pass per call. The serve loop's
+        # next process_data_events writes the queued acks out in one go.
+        impl = self._channel._impl
         for tag in tags:
             del self._inflight[tag]
         oldest = min(self._inflight) if self._inflight else None
         below = [t for t in tags if oldest is None or t < oldest]
         if below:
-            channel.basic_ack(max(below), multiple=True)
+            impl.basic_ack(max(below), multiple=True)
         for tag in tags:
             if oldest is not None and tag > oldest:
-                channel.basic_ack(tag)
+                impl.basic_ack(tag)
 
     def _fail(self, delivery: _Delivery, failure: HandlerFailure) -> None:
         import pika
@@ -681,24 +722,9 @@ class Consumer:
         delivery.publishing = True
 
     def _on_confirmed(self, seqs: list[int], ok: bool) -> None:
-        # The retry/dead-letter copy is safe with the broker: now the original can go.
-        channel = self._channel
-        tags = [
-            tag for tag in (self._confirm_tags.pop(seq, None) for seq in seqs) if tag is not None
-        ]
-        tags = [tag for tag in tags if tag in self._inflight]
-        if ok:
-            if tags:
-                self._ack(tags)
-            return
-        for tag in tags:
-            del self._inflight[tag]
-            channel.basic_reject(tag, requeue=True)
-            self._counts["requeued"] += 1
-        log.error(
-            "runtime.amqp: the broker nacked %d retry/dead-letter publish(es); originals requeued",
-            len(tags),
-        )
+        # Called by pika in the middle of any socket flush: only record, _drain settles.
+        self._confirmed.append((seqs, ok))
+        self._wake()
 
     def _maybe_log_stats(self) -> None:
         if self._stats_interval and time.monotonic() - self._last_stats[0] >= self._stats_interval:

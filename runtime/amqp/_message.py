@@ -75,6 +75,22 @@ class Message:
         value = self.properties.get("correlation_id")
         return value if isinstance(value, str) else None
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Positional and flat: cheaper than the generic slots-dataclass state (one per delivery).
+        return (
+            Message,
+            (
+                self.body,
+                self.routing_key,
+                self.exchange,
+                self.headers,
+                self.properties,
+                self.redelivered,
+                self.attempt,
+                self.queue,
+            ),
+        )
+
     def text(self, encoding: str | None = None) -> str:
         """The body decoded as text (``content_encoding`` or UTF-8); :class:`MessageDecodeError` if it is not."""
         codec = encoding or self.properties.get("content_encoding") or "utf-8"

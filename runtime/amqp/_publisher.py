@@ -115,6 +115,8 @@ class Publisher:
                     # Let the socket drain now and then so a huge batch does not sit in memory.
                     self._connection.process_data_events(time_limit=0)
             done = confirms.wait(lambda: not confirms.outstanding, self.timeout)
+        except pe.UnsupportedAMQPFieldException as exc:
+            raise PublishFailed(f"cannot encode the message properties/headers: {exc!r}") from None
         except pe.AMQPError as exc:
             raise ConnectionLost(f"the connection failed while publishing: {exc!r}") from None
         if not done:

@@ -12,6 +12,7 @@ import contextlib
 import fcntl
 import logging
 import os
+import struct
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -119,10 +120,14 @@ class WorkerHandle:
     def send_frame(self, data: bytes) -> None:
         self.conn.send_bytes(data)
 
-    def request_stop(self) -> None:
-        """Make ``Task.stopping`` / ``runtime.stop_requested()`` true in this worker."""
+    def request_stop(self, batch: int = 0) -> None:
+        """Make ``Task.stopping`` / ``runtime.stop_requested()`` true in this worker.
+
+        ``batch=0`` stops the worker's task for good (pools); ``batch=k`` only the
+        executor batch ``k`` (the flag is gone for the batches after it).
+        """
         with contextlib.suppress(OSError):
-            os.write(self._stop_w, b"s")
+            os.write(self._stop_w, struct.pack("!Q", batch))
 
     def exit(self) -> None:
         """Ask the worker loop to finish after the job it is running."""

@@ -1,0 +1,210 @@
+"""RabbitMQ benchmark: consume+ack throughput vs raw pika, CPU-bound scaling, publisher confirms.
+
+    python -m benchmarks.bench_amqp [--quick] [--json PATH] [--url URL]
+
+Every figure is the median of ``--repeats`` runs against the broker at ``--url``.
+Handlers live at module level (workers import them); pika is imported only in the
+main process, so subinterpreter workers never load it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+URL = "amqp://guest:guest@127.0.0.1:5672/%2F"
+
+
+def noop(message: Any) -> None:
+    pass
+
+
+def _fib(n: int) -> int:
+    return n if n < 2 else _fib(n - 1) + _fib(n - 2)
+
+
+def cpu(message: Any) -> None:
+    _fib(int(message.body))
+
+
+def _queue() -> str:
+    return f"bench-runtime-{uuid.uuid4().hex[:10]}"
+
+
+def _fill(url: str, queue: str, bodies: list[bytes]) -> None:
+    from runtime.amqp import Publisher
+
+    with Publisher(url) as publisher:
+        publisher.publish_batch(bodies, queue)
+
+
+def _cleanup(url: str, names: list[str], exchanges: list[str]) -> None:
+    import pika
+
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    for name in names:
+        channel.queue_delete(name)
+    for name in exchanges:
+        channel.exchange_delete(name)
+    connection.close()
+
+
+def raw_pika(url: str, count: int, prefetch: int) -> float:
+    """A plain single pika consumer acking every message: messages per second."""
+    import pika
+
+    queue = _queue()
+    connection = pika.BlockingConnection(pika.URLParameters(url))
+    channel = connection.channel()
+    channel.queue_declare(queue, durable=True)
+    _fill(url, queue, [b"x"] * count)
+    channel.basic_qos(prefetch_count=prefetch)
+    seen = 0
+
+    def on_message(ch: Any, method: Any, _props: Any, _body: bytes) -> None:
+        nonlocal seen
+        ch.basic_ack(method.delivery_tag)
+        seen += 1
+        if seen == count:
+            ch.stop_consuming()
+
+    channel.basic_consume(queue, on_message)
+    start = time.perf_counter()
+    channel.start_consuming()
+    elapsed = time.perf_counter() - start
+    channel.queue_delete(queue)
+    connection.close()
+    return count / elapsed
+
+
+def runtime_consumer(
+    url: str,
+    count: int,
+    handler: str,
+    bodies: list[bytes],
+    workers: int,
+    backend: str,
+    prefetch: int | None,
+) -> float:
+    """Our Consumer on ``workers`` workers: messages per second from start() to the last ack."""
+    import runtime
+    from runtime.amqp import Consumer
+
+    queue = _queue()
+    with runtime.Executor(workers=workers, backend=backend) as executor:
+        consumer = Consumer(handler, queue, url=url, prefetch=prefetch, executor=executor)
+        from runtime.amqp import Publisher
+
+        with Publisher(url) as publisher:
+            publisher.declare(consumer.topology)
+            publisher.publish_batch(bodies, queue)
+        start = time.perf_counter()
+        consumer.start()
+        while consumer.statistics().succeeded < count:
+            time.sleep(0.002)
+        elapsed = time.perf_counter() - start
+        consumer.stop()
+    _cleanup(url, consumer.topology.queue_names(), [consumer.topology.dead_letter_exchange])
+    return count / elapsed
+
+
+def publisher_rate(url: str, count: int, batched: bool) -> float:
+    from runtime.amqp import Publisher, Topology
+
+    topology = Topology(_queue())
+    with Publisher(url) as publisher:
+        publisher.declare(topology)
+        start = time.perf_counter()
+        if batched:
+            publisher.publish_batch([b"x"] * count, topology.queue)
+        else:
+            for _ in range(count):
+                publisher.publish(topology.queue, b"x")
+        elapsed = time.perf_counter() - start
+        publisher.delete(topology)
+    return count / elapsed
+
+
+def _median(fn: Callable[[], float], repeats: int) -> float:
+    return statistics.median(fn() for _ in range(repeats))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_amqp", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="fewer messages and repeats")
+    parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
+    parser.add_argument("--url", default=URL)
+    parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--backend", default="auto")
+    args = parser.parse_args(argv)
+    import runtime
+
+    quick = args.quick
+    repeats = args.repeats or (1 if quick else 3)
+    n = 5_000 if quick else 20_000
+    cpu_n, fib_arg = (60, 22) if quick else (480, 24)
+    backend = runtime.Executor(workers=1, backend=args.backend)
+    chosen = backend.backend
+    backend.shutdown()
+    me = __name__ if __name__ != "__main__" else "benchmarks.bench_amqp"
+    results: dict[str, Any] = {
+        "python": sys.version.split()[0],
+        "backend": chosen,
+        "repeats": repeats,
+    }
+
+    def row(name: str, value: float, unit: str = "msg/s") -> None:
+        results[name] = round(value, 1)
+        print(f"{name:48} {value:12,.0f} {unit}", flush=True)
+
+    print(f"RabbitMQ benchmark (Python {results['python']}, backend={chosen}, median of {repeats})")
+    raw = _median(lambda: raw_pika(args.url, n, 200), repeats)
+    row("raw pika consume+ack (1 consumer, prefetch 200)", raw)
+    ours = _median(
+        lambda: runtime_consumer(args.url, n, f"{me}:noop", [b"x"] * n, 2, args.backend, 200),
+        repeats,
+    )
+    row("runtime Consumer no-op (2 workers, prefetch 200)", ours)
+    results["noop_vs_raw"] = round(ours / raw, 3)
+    print(f"{'  ratio to raw pika':48} {ours / raw:12.2f} x")
+    ours_default = _median(
+        lambda: runtime_consumer(args.url, n, f"{me}:noop", [b"x"] * n, 2, args.backend, None),
+        repeats,
+    )
+    row("runtime Consumer no-op (2 workers, default prefetch 8)", ours_default)
+
+    body = [str(fib_arg).encode()] * cpu_n
+    one = _median(
+        lambda: runtime_consumer(args.url, cpu_n, f"{me}:cpu", body, 1, args.backend, None), repeats
+    )
+    row(f"CPU-bound fib({fib_arg}), 1 worker", one)
+    two = _median(
+        lambda: runtime_consumer(args.url, cpu_n, f"{me}:cpu", body, 2, args.backend, None), repeats
+    )
+    row(f"CPU-bound fib({fib_arg}), 2 workers", two)
+    results["cpu_speedup_2_workers"] = round(two / one, 3)
+    print(f"{'  speed-up with 2 workers':48} {two / one:12.2f} x")
+
+    batched = _median(lambda: publisher_rate(args.url, n, True), repeats)
+    row("publisher confirms, batched", batched)
+    single = _median(lambda: publisher_rate(args.url, 1_000 if not quick else 300, False), repeats)
+    row("publisher confirms, one by one", single)
+    results["batched_vs_single"] = round(batched / single, 1)
+
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(results, fh, indent=2)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
