@@ -46,6 +46,12 @@ class _WorkerState:
             data = os.read(self.stop_fd, 4096)
         except (BlockingIOError, OSError):
             data = b""
+        else:
+            if not data:
+                # End of file: the main side is gone (killed, crashed). Nobody will ever
+                # send a stop request again, so treat it as one; a task that loops on
+                # `stopping` ends instead of spinning as an orphan.
+                self.stop_all = True
         for (target,) in struct.iter_unpack("!Q", data[: len(data) // 8 * 8]):
             if target == 0:
                 self.stop_all = True

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,10 +31,9 @@ def test_tasks_and_functions_defined_in_main(backend):
         env=_env(),
     )
     assert out.returncode == 0, out.stderr
-    lines = out.stdout.splitlines()
-    assert lines.count(f"task-ran|{backend}|main-bootstrap") == 2
-    assert "completed=2" in lines
-    assert "cubes=0,1,8,27,64" in lines
+    assert out.stdout.count(f"task-ran|{backend}|main-bootstrap") == 2
+    assert "completed=2" in out.stdout
+    assert "cubes=0,1,8,27,64" in out.stdout
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
@@ -46,21 +46,22 @@ def test_signal_drains_a_running_pool(backend, sig):
         env=_env(),
     )
     try:
-        started = 0
+        # Workers print from separate interpreters/processes, so their lines can interleave
+        # on the shared stdout: count markers in the text, not lines.
+        seen = ""
         assert proc.stdout is not None
-        while started < 2:
+        while seen.count("started|") < 2:
             line = proc.stdout.readline()
             assert line, proc.stderr.read() if proc.stderr else ""
-            started += line.startswith("started|")
+            seen += line
         proc.send_signal(sig)
         rest, err = proc.communicate(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    lines = rest.splitlines()
-    assert sum(line.startswith("drained|") for line in lines) == 2
-    assert "report|2|0|True" in lines
+    assert rest.count("drained|") == 2
+    assert "report|2|0|True" in rest
 
 
 def test_cli_run_command():
@@ -96,3 +97,36 @@ def test_cli_run_reports_bad_input():
     )
     assert out.returncode == 2
     assert "cannot import module 'tests.helpers.nope'" in out.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            return not any(line.startswith("State:") and "Z" in line.split()[1] for line in f)
+    except FileNotFoundError:
+        return False
+
+
+def test_process_workers_exit_when_the_parent_is_killed():
+    proc = subprocess.Popen(
+        [sys.executable, "-W", "ignore", str(SCRIPTS / "drain.py"), "process"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_env(),
+    )
+    seen = ""
+    assert proc.stdout is not None
+    while seen.count("started|") < 2:
+        line = proc.stdout.readline()
+        assert line
+        seen += line
+    pids = [int(part.split("|")[2].split()[0]) for part in seen.split("started")[1:]]
+    assert len(pids) == 2
+    proc.kill()
+    proc.wait(timeout=20)
+    proc.stdout.close()
+    end = time.monotonic() + 30
+    while any(_alive(pid) for pid in pids) and time.monotonic() < end:
+        time.sleep(0.05)
+    assert not any(_alive(pid) for pid in pids), "orphaned workers kept running"

@@ -1,5 +1,6 @@
 """Runs a pool of looping tasks until SIGTERM; prints the report (run by the tests)."""
 
+import os
 import sys
 
 import runtime
@@ -7,7 +8,7 @@ import runtime
 
 class Worker(runtime.Task):
     def run(self):
-        print(f"started|{self.worker.id}", flush=True)
+        print(f"started|{self.worker.id}|{os.getpid()}", flush=True)
         while not self.wait_stopping(5):
             pass
         print(f"drained|{self.worker.id}", flush=True)
