@@ -111,3 +111,23 @@ def init_spec(info: dict[str, Any], backend: str, bootstrap: bytes | str | None)
 
 def python_label() -> str:
     return sys.version.split()[0]
+
+
+_gil_warned = False
+
+
+def warn_if_gil_returned(report: dict[str, Any], caps: Capabilities, backend: str) -> bool:
+    """After a bootstrap on a free-threaded build: warn (once) if an import turned the GIL back on."""
+    global _gil_warned
+    if backend != "thread" or not caps.free_threaded_build or not report.get("gil_enabled"):
+        return False
+    if not _gil_warned:
+        _gil_warned = True
+        mods = ", ".join(report.get("new_extensions") or []) or "an extension module"
+        log.warning(
+            "runtime: the GIL was re-enabled while the bootstrap ran (likely by %s, which does not "
+            "declare free-threading support); thread workers will NOT run Python code in parallel. "
+            "Use backend='process' or 'subinterpreter', or set PYTHON_GIL=0 if the module is safe.",
+            mods,
+        )
+    return True

@@ -38,10 +38,6 @@ class ReferenceNotFound(ConfigurationError, ImportError):
     """A ``"pkg.mod:Name"`` reference (task, bootstrap, handler) cannot be imported or resolved."""
 
 
-class BackendUnavailable(Error, RuntimeError):
-    """The requested worker backend cannot run here; the message says why and what to use instead."""
-
-
 class RemoteError(Error):
     """Something failed inside a worker; ``remote_traceback`` holds the worker-side traceback."""
 
@@ -58,6 +54,14 @@ class RemoteError(Error):
 
     def __reduce__(self) -> tuple[object, ...]:
         return (type(self), (self.message, self.remote_traceback))
+
+
+class BackendUnavailable(RemoteError, RuntimeError):
+    """The requested worker backend cannot run here (or cannot load a module the work needs).
+
+    The message says why and what to use instead; when a worker found out,
+    ``remote_traceback`` holds its traceback.
+    """
 
 
 class BootstrapError(RemoteError):

@@ -29,6 +29,7 @@ from ._common import (
     next_worker_id,
     pack_bootstrap,
     resolve_backend,
+    warn_if_gil_returned,
 )
 from ._errors import (
     BackendUnavailable,
@@ -110,6 +111,7 @@ class Executor(cf.Executor):
         caps = _capabilities or capabilities()
         if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
             raise ConfigurationError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        self._caps = caps
         self._count = resolve_workers(
             caps.cpu_count if workers is None else workers, caps.cpu_count
         )
@@ -180,6 +182,7 @@ class Executor(cf.Executor):
                 self._dispatch()
                 self._maybe_finish()
         elif kind == "ready":
+            warn_if_gil_returned(msg[2], self._caps, self.backend)
             with self._lock:
                 handle.pid = msg[1]
                 worker = self._workers.get(handle.id)
@@ -201,7 +204,8 @@ class Executor(cf.Executor):
                 if self._broken is None and (not self._workers or not self._started()):
                     self._broken = error
                     self._fail_pending(error)
-                log.error("runtime: %s", error)
+                else:  # a replacement failed to boot; the others carry on
+                    log.error("runtime: a replacement worker could not start: %s", error)
                 self._boot_done.notify_all()
                 self._maybe_finish()
 

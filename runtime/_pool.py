@@ -30,6 +30,7 @@ from ._common import (
     pack_bootstrap,
     pickled,
     resolve_backend,
+    warn_if_gil_returned,
 )
 from ._errors import (
     BackendUnavailable,
@@ -185,7 +186,6 @@ class Pool:
         self._finished = threading.Event()
         self._fatal: BaseException | None = None
         self._report: PoolReport | None = None
-        self._gil_warned = False
 
     # ------------------------------------------------------------------ public API
     def start(self) -> Pool:
@@ -484,20 +484,7 @@ class Pool:
         return info
 
     def _check_gil(self, report: dict[str, Any]) -> None:
-        if (
-            self.backend == "thread"
-            and self._caps.free_threaded_build
-            and report.get("gil_enabled")
-            and not self._gil_warned
-        ):
-            self._gil_warned = True
-            mods = ", ".join(report.get("new_extensions") or []) or "an extension module"
-            log.warning(
-                "runtime: the GIL was re-enabled while the bootstrap ran (likely by %s, which does not "
-                "declare free-threading support); thread workers will NOT run Python code in parallel. "
-                "Use backend='process' or 'subinterpreter', or set PYTHON_GIL=0 if the module is safe.",
-                mods,
-            )
+        warn_if_gil_returned(report, self._caps, self.backend)
 
     def _release_worker(self, slot: _Slot) -> None:
         worker = slot.worker

@@ -120,3 +120,17 @@ def test_restart_backoff_grows_and_caps():
     assert [policy.delay(n) for n in range(1, 7)] == [0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
     jittered = runtime.RestartPolicy(backoff=1.0, max_backoff=8.0)
     assert all(0.5 <= jittered.delay(1) <= 1.0 for _ in range(50))
+
+
+def test_gil_turned_back_on_by_the_bootstrap_is_reported(caplog, monkeypatch):
+    from runtime import _common
+
+    monkeypatch.setattr(_common, "_gil_warned", False)
+    ft = caps(free_threaded_build=True, gil_enabled=False)
+    report = {"gil_enabled": True, "new_extensions": ["legacy_ext"]}
+    with caplog.at_level(logging.WARNING, logger="runtime"):
+        assert _common.warn_if_gil_returned(report, ft, "thread") is True
+    assert "legacy_ext" in caplog.text
+    assert "NOT run Python code in parallel" in caplog.text
+    assert _common.warn_if_gil_returned({"gil_enabled": False}, ft, "thread") is False
+    assert _common.warn_if_gil_returned(report, caps(), "thread") is False  # GIL build: expected

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 import runtime
@@ -119,3 +121,20 @@ def test_every_error_derives_from_the_root():
         obj = getattr(runtime, name)
         if isinstance(obj, type) and issubclass(obj, BaseException):
             assert issubclass(obj, runtime.Error), name
+
+
+def boot_imports_single_phase_extension() -> None:
+    import _testsinglephase  # noqa: F401  (CPython's test module: refuses subinterpreters)
+
+
+def test_extension_refusing_subinterpreters_is_named(backend):
+    if backend == "thread" and sys.version_info < (3, 13):
+        pytest.skip("CPython 3.12's _testsinglephase segfaults when loaded after a refused load")
+    if backend == "subinterpreter":
+        with pytest.raises(runtime.BackendUnavailable, match="_testsinglephase") as info:
+            runtime.Executor(1, backend=backend, bootstrap=boot_imports_single_phase_extension)
+        assert "backend='thread' or backend='process'" in str(info.value)
+        assert "_testsinglephase" in (info.value.remote_traceback or "")
+    else:
+        with runtime.Executor(1, backend=backend, bootstrap=boot_imports_single_phase_extension) as ex:
+            assert ex.submit(tasks.square, 3).result(timeout=20) == 9
