@@ -14,7 +14,8 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-def _workers(value: str) -> int | float:
+def workers_arg(value: str) -> int | float:
+    """argparse type for ``--workers``: a count (``4``) or a fraction of the CPUs (``0.5``)."""
     try:
         return int(value)
     except ValueError:
@@ -103,7 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="run a pool of tasks until they finish or SIGTERM/SIGINT")
     run.add_argument("tasks", nargs="+", help="pkg.mod:TaskClass, or several as REF=WEIGHT")
-    run.add_argument("--workers", type=_workers, default=1, help="count or fraction of CPUs")
+    run.add_argument("--workers", type=workers_arg, default=1, help="count or fraction of CPUs")
     run.add_argument(
         "--backend", default="auto", choices=["auto", "subinterpreter", "thread", "process"]
     )

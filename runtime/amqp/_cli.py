@@ -5,20 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli import workers_arg
+
 __all__ = ["configure_parser"]
-
-
-def _workers(value: str) -> int | float:
-    try:
-        return int(value)
-    except ValueError:
-        pass
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--workers takes a count (4) or a fraction of the CPUs (0.5), got {value!r}"
-        ) from None
 
 
 def _positive_int(value: str) -> int:
@@ -43,7 +32,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "--queue", required=True, help="queue to consume (declared durable if missing)"
     )
     parser.add_argument(
-        "--workers", type=_workers, default=None, help="count or fraction of CPUs (default: all)"
+        "--workers", type=workers_arg, default=None, help="count or fraction of CPUs (default: all)"
     )
     parser.add_argument(
         "--backend", default="auto", choices=["auto", "subinterpreter", "thread", "process"]
