@@ -129,8 +129,19 @@ class Hub:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._todo: collections.deque[tuple[str, Connection]] = collections.deque()
         self._closing = False
-        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
-        self._thread.start()
+        try:
+            self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+            self._thread.start()
+        except RuntimeError as exc:  # e.g. inside a subinterpreter: daemon threads are refused
+            self._selector.close()
+            os.close(self._wake_r)
+            os.close(self._wake_w)
+            from ._errors import BackendUnavailable
+
+            raise BackendUnavailable(
+                f"cannot start runtime's I/O thread here ({exc}); create pools and executors in "
+                "the main interpreter and hand work to workers through them or a Channel"
+            ) from exc
 
     def add(self, conn: Connection) -> None:
         self._todo.append(("add", conn))

@@ -171,3 +171,13 @@ def test_stop_one_running_job_and_not_the_next(backend):
         assert waiting.result(timeout=20) is True
         assert queued.result(timeout=20) is False  # only the targeted job saw the stop
         assert pending.result(timeout=20) is False
+
+
+def test_executor_inside_a_worker(backend):
+    with runtime.Executor(1, backend=backend) as ex:
+        outcome = ex.submit(tasks.nested_executor).result(timeout=30)
+    if backend == "subinterpreter":
+        assert outcome.startswith("BackendUnavailable:")
+        assert "main interpreter" in outcome
+    else:
+        assert outcome == "ok:9"

@@ -210,3 +210,12 @@ class Hello(runtime.Task):
 
     def run(self) -> None:
         print(f"hello from worker {self.worker.id} ({self.worker.backend})", flush=True)
+
+
+def nested_executor() -> str:
+    """Try to open an executor from inside a worker; report what happened."""
+    try:
+        with runtime.Executor(1, backend="thread") as ex:
+            return f"ok:{ex.submit(square, 3).result(timeout=20)}"
+    except runtime.Error as exc:
+        return f"{type(exc).__name__}:{exc}"
