@@ -25,6 +25,9 @@ class RestartPolicy:
       ``jitter`` spreads it over [50 %, 100 %] so a crashing fleet does not restart in lockstep.
     * ``fresh_worker``: restart in a fresh interpreter/thread/process (module state
       leaked by the failed attempt dies with it) rather than reusing the bootstrapped worker.
+      On CPython 3.12/3.13 every destroyed own-GIL interpreter leaks a few MB (CPython
+      #110411), so for tasks that fail often on the subinterpreter backend, cap
+      ``max_restarts`` or set ``fresh_worker=False``.
     """
 
     max_restarts: int | None = None
