@@ -43,7 +43,7 @@ from ._hub import Hub
 from ._policy import resolve_workers
 from ._wire import PROTOCOL, decode_exception, frame
 from ._worker import map_chunk
-from .backends import WorkerHandle, create_worker
+from .backends import WorkerHandle, create_worker, join_all
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -121,6 +121,7 @@ class Executor(cf.Executor):
         self._lock = threading.RLock()
         self._pending: collections.deque[_Item] = collections.deque()
         self._workers: dict[int, _Worker] = {}
+        self._spawned: list[WorkerHandle] = []  # every worker ever started, joined at shutdown
         self._batch_ids = itertools.count(1)
         self._shutdown = False
         self._broken: BaseException | None = None
@@ -141,6 +142,7 @@ class Executor(cf.Executor):
         )
         worker = _Worker(handle)
         self._workers[handle.id] = worker
+        self._spawned.append(handle)
         info = {
             "id": handle.id,
             "backend": self.backend,
@@ -214,6 +216,7 @@ class Executor(cf.Executor):
 
     def _on_closed(self, handle: WorkerHandle) -> None:
         with self._lock:
+            self._spawned = [h for h in self._spawned if h is handle or not h.join(0)]
             worker = self._workers.pop(handle.id, None)
             if worker is None:
                 self._maybe_finish()
@@ -383,11 +386,9 @@ class Executor(cf.Executor):
                 while self._pending:
                     self._pending.popleft().future.cancel()
             self._maybe_finish()
-            handles = [w.handle for w in self._workers.values()]
         if wait:
             self._all_exited.wait()
-            for handle in handles:
-                handle.join(5)
+            join_all(self._spawned, 5.0)
             self._hub.close()
         else:
             threading.Thread(
@@ -396,6 +397,7 @@ class Executor(cf.Executor):
 
     def _close_when_done(self) -> None:
         self._all_exited.wait()
+        join_all(self._spawned, 5.0)
         self._hub.close()
 
     def _close_at_exit(self) -> None:
@@ -408,8 +410,7 @@ class Executor(cf.Executor):
             handles = [w.handle for w in self._workers.values()]
         for handle in handles:
             handle.exit()
-        for handle in handles:
-            handle.join(5)
+        join_all(self._spawned, 5.0)
         self._hub.close()
 
     def request_stop(self, future: cf.Future[Any] | None = None) -> bool:

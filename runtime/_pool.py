@@ -42,7 +42,7 @@ from ._hub import Hub
 from ._policy import RestartPolicy, resolve_workers, split_by_weight
 from ._task import TaskSpec, check_importable_in_worker
 from ._wire import decode_exception
-from .backends import WorkerHandle, create_worker
+from .backends import WorkerHandle, create_worker, join_all
 
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
@@ -174,6 +174,7 @@ class Pool:
         self._slots: dict[int, _Slot] = {}
         self._by_worker: dict[int, _Slot] = {}
         self._workers: dict[int, WorkerHandle] = {}
+        self._spawned: list[WorkerHandle] = []  # every worker ever started, joined at shutdown
         self._slot_ids = 0
         self._counts = collections.Counter[str]()
         self._failures: list[str] = []
@@ -329,6 +330,7 @@ class Pool:
         slot.state = _SlotState.BOOTING
         self._by_worker[worker.id] = slot
         self._workers[worker.id] = worker
+        self._spawned.append(worker)
         try:
             worker.start(init_spec(info, self.backend, self._bootstrap))
         except Exception as exc:
@@ -536,6 +538,7 @@ class Pool:
 
     def _on_closed(self, worker: WorkerHandle) -> None:
         self._workers.pop(worker.id, None)
+        self._spawned = [h for h in self._spawned if not h.join(0)]
         slot = self._by_worker.pop(worker.id, None)
         if slot is None or slot.worker is not worker:
             return
@@ -649,10 +652,12 @@ class Pool:
             )
         for worker in workers:
             worker.exit()
-        deadline = time.monotonic() + 5
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
+        # Join every worker this pool ever started, not only the ones still connected: a
+        # worker whose pipe closed may still be tearing down its interpreter or process.
+        stragglers = join_all(self._spawned, 5.0)
         if self._hub is not None:
             self._hub.close()
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
+        stragglers = join_all(stragglers, 1.0)
+        for worker in stragglers:
+            log.warning("runtime: %r did not end; abandoning it", worker)
+        self._spawned = []

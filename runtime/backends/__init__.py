@@ -36,6 +36,27 @@ def live_workers() -> list[WorkerHandle]:
         return list(_live)
 
 
+def join_all(handles: list[WorkerHandle], timeout: float) -> list[WorkerHandle]:
+    """Wait (shared deadline) until each worker's thread or process is gone; returns the stragglers."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    return [h for h in handles if not h.join(max(0.0, deadline - time.monotonic()))]
+
+
+def block_signals_in_this_thread() -> None:
+    """Keep SIGINT/SIGTERM away from our helper threads so the kernel delivers them to the main thread.
+
+    Python runs handlers only in the main thread anyway; a signal that lands on a thread
+    running a subinterpreter interrupts it for nothing, and at worst races its teardown.
+    """
+    import signal
+
+    if hasattr(signal, "pthread_sigmask"):
+        with contextlib.suppress(OSError, ValueError):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+
+
 def _pipe() -> tuple[int, int]:
     r, w = os.pipe()
     set_size = getattr(fcntl, "F_SETPIPE_SZ", None)

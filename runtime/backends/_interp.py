@@ -14,7 +14,7 @@ import sys
 import threading
 from typing import Any
 
-from . import WorkerHandle
+from . import WorkerHandle, block_signals_in_this_thread
 
 if sys.version_info >= (3, 13):
     import _interpreters as _low
@@ -65,6 +65,7 @@ class InterpreterWorker(WorkerHandle):
 
     def _body(self) -> None:
         # Created on the worker's own thread so that N workers start in parallel.
+        block_signals_in_this_thread()
         try:
             self.interp = _create()
         except BaseException as exc:
@@ -80,6 +81,19 @@ class InterpreterWorker(WorkerHandle):
         except BaseException as exc:
             self.exit_detail = f"subinterpreter worker {self.id} could not run: {exc}"
         finally:
-            self._close_worker_ends()
+            # Destroy first, then close our pipe ends: the main side learns that the worker
+            # is gone from the end-of-file, and by then no interpreter of ours is left for
+            # the main interpreter's finalization to trip over (it segfaults on 3.13.0 when
+            # it meets one that a daemon thread is still tearing down).
             _destroy(self.interp)
+            self._close_worker_ends()
             self.exited.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        # Wait for the thread itself, not just its "exited" flag: a thread still unwinding
+        # after destroying its interpreter must not overlap the main interpreter's shutdown.
+        thread = self._thread
+        if thread is None:
+            return self.exited.wait(timeout)
+        thread.join(timeout)
+        return not thread.is_alive()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from . import WorkerHandle
+from . import WorkerHandle, block_signals_in_this_thread
 
 
 class ThreadWorker(WorkerHandle):
@@ -25,6 +25,7 @@ class ThreadWorker(WorkerHandle):
         self._thread.start()
 
     def _body(self) -> None:
+        block_signals_in_this_thread()
         from .._worker import serve
 
         try:
@@ -46,3 +47,12 @@ class ThreadWorker(WorkerHandle):
             ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit)
         )
         return False
+
+    def join(self, timeout: float | None = None) -> bool:
+        # Wait for the thread itself, not just its "exited" flag: a thread still unwinding
+        # after destroying its interpreter must not overlap the main interpreter's shutdown.
+        thread = self._thread
+        if thread is None:
+            return self.exited.wait(timeout)
+        thread.join(timeout)
+        return not thread.is_alive()
