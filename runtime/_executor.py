@@ -124,6 +124,7 @@ class Executor(cf.Executor):
         self._spawned: list[WorkerHandle] = []  # every worker ever started, joined at shutdown
         self._batch_ids = itertools.count(1)
         self._shutdown = False
+        self._up = False  # every initial worker booted: later boot failures do not break us
         self._broken: BaseException | None = None
         self._all_exited = threading.Event()
         self._boot_done = threading.Condition(self._lock)
@@ -166,6 +167,7 @@ class Executor(cf.Executor):
                 self._boot_done.wait()
             if self._broken is not None:
                 raise self._broken
+            self._up = True
 
     # ------------------------------------------------------------------ hub callbacks
     def _on_message(self, handle: WorkerHandle, msg: tuple[Any, ...]) -> None:
@@ -203,16 +205,13 @@ class Executor(cf.Executor):
             )
             with self._lock:
                 self._workers.pop(handle.id, None)
-                if self._broken is None and (not self._workers or not self._started()):
+                if self._broken is None and (not self._workers or not self._up):
                     self._broken = error
                     self._fail_pending(error)
                 else:  # a replacement failed to boot; the others carry on
                     log.error("runtime: a replacement worker could not start: %s", error)
                 self._boot_done.notify_all()
                 self._maybe_finish()
-
-    def _started(self) -> bool:
-        return any(w.ready for w in self._workers.values())
 
     def _on_closed(self, handle: WorkerHandle) -> None:
         with self._lock:
@@ -239,11 +238,16 @@ class Executor(cf.Executor):
                         self._spawn()
                     except Exception as exc:
                         log.error("runtime: could not replace a worker: %s", exc)
-                else:
+                elif not self._up or not self._workers:
                     self._broken = BootstrapError(
                         f"a fresh {self.backend} worker died while bootstrapping: {handle.describe_exit()}"
                     )
                     self._boot_done.notify_all()
+                else:  # a replacement died while booting; the others carry on
+                    log.error(
+                        "runtime: a replacement worker died while bootstrapping: %s",
+                        handle.describe_exit(),
+                    )
             if not self._workers and self._broken is not None:
                 self._fail_pending(self._broken)
             self._dispatch()

@@ -181,3 +181,13 @@ def test_executor_inside_a_worker(backend):
         assert "main interpreter" in outcome
     else:
         assert outcome == "ok:9"
+
+
+def test_replacement_worker_is_bootstrapped_too():
+    with runtime.Executor(1, backend="process", bootstrap=tasks.boot) as ex:
+        first_pid, first_ctx = ex.submit(tasks.whoami).result(timeout=20)
+        with pytest.raises(runtime.WorkerCrashed):
+            ex.submit(tasks.die_hard).result(timeout=20)
+        pid, ctx = ex.submit(tasks.whoami).result(timeout=20)
+    assert pid != first_pid
+    assert ctx["booted_in"] != first_ctx["booted_in"]  # a new worker, bootstrapped afresh
