@@ -129,6 +129,8 @@ class Hub:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._todo: collections.deque[tuple[str, Connection]] = collections.deque()
         self._closing = False
+        self._closed = False  # the loop has ended: nothing registers any more
+        self._todo_lock = threading.Lock()
         try:
             self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
             self._thread.start()
@@ -144,7 +146,10 @@ class Hub:
             ) from exc
 
     def add(self, conn: Connection) -> None:
-        self._todo.append(("add", conn))
+        with self._todo_lock:
+            if self._closed or self._closing:
+                raise RuntimeError("the runtime I/O hub is closed; no new worker can join it")
+            self._todo.append(("add", conn))
         self._wake()
 
     def remove(self, conn: Connection) -> None:
@@ -233,6 +238,11 @@ class Hub:
                         conn.on_message(msg)
                     except Exception:
                         log.exception("runtime: error while handling a worker message")
+        # Connections added just before close() may still sit in the to-do list: register
+        # them too, so that every worker gets its end-of-file and its exit callback.
+        with self._todo_lock:
+            self._closed = True
+        self._apply_todo()
         for key in list(sel.get_map().values()):
             if key.data is not None:
                 self._drop(key.data, notify=True)

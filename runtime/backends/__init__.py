@@ -109,6 +109,9 @@ class WorkerHandle:
             self._hub.remove(self.conn)
             self._close_worker_ends()
             self._close_main_ends()
+            with _live_lock:
+                _live.discard(self)
+            self.exited.set()
             raise
 
     def _launch(self) -> None:
