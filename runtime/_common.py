@@ -6,7 +6,6 @@ import atexit
 import itertools
 import logging
 import pickle
-import sys
 import warnings
 import weakref
 from typing import Any
@@ -107,10 +106,6 @@ def init_spec(info: dict[str, Any], backend: str, bootstrap: bytes | str | None)
         "main": main_module_spec() if backend != "thread" else None,
         "bootstrap": bootstrap,
     }
-
-
-def python_label() -> str:
-    return sys.version.split()[0]
 
 
 _gil_warned = False

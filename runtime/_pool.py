@@ -436,7 +436,7 @@ class Pool:
             return
         if what == "ready":
             worker.pid = msg[1]
-            self._check_gil(msg[2])
+            warn_if_gil_returned(msg[2], self._caps, self.backend)
             if self._stopping or slot.retiring:
                 self._finish_slot(slot, _SlotState.DONE, counted=None)
                 return
@@ -484,9 +484,6 @@ class Pool:
         info = self._info(slot, worker)
         info["attempt"] = slot.attempt
         return info
-
-    def _check_gil(self, report: dict[str, Any]) -> None:
-        warn_if_gil_returned(report, self._caps, self.backend)
 
     def _release_worker(self, slot: _Slot) -> None:
         worker = slot.worker

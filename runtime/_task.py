@@ -75,7 +75,6 @@ class Task:
 
     context: Any = None
     worker: WorkerInfo
-    _stop_fd: int | None = None
     _spec_args: tuple[Any, ...]
     _spec_kwargs: dict[str, Any]
 

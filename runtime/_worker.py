@@ -228,7 +228,6 @@ def _run_task(state: _WorkerState, blob: bytes, info: dict[str, Any]) -> tuple[A
         task = spec.build()
         task.context = state.context
         task.worker = WorkerInfo(**info)
-        task._stop_fd = state.stop_fd
         state.info = info
         task.run()
     except Exception as exc:
