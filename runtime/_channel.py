@@ -35,26 +35,11 @@ from ._errors import (
     ConfigurationError,
     NotTransferable,
 )
-from ._wire import HEADER, PROTOCOL
+from ._wire import HEADER, PIPE_SIZE, PROTOCOL, make_pipe, read_exact, write_all
 
 __all__ = ["Channel"]
 
-_PIPE_SIZE = 1 << 20
 _local = threading.local()
-
-
-def _pipe(size: int | None = None) -> tuple[int, int]:
-    r, w = os.pipe()
-    if size:
-        import fcntl
-
-        set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
-        if set_size is not None:
-            with contextlib.suppress(OSError):
-                fcntl.fcntl(w, set_size, size)
-    os.set_blocking(r, False)
-    os.set_blocking(w, False)
-    return r, w
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -98,30 +83,11 @@ def _is_readable(fd: int) -> bool:
     return bool(ready)
 
 
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-        except BlockingIOError:
-            select.select([], [fd], [])
-            continue
-        view = view[n:]
-
-
 def _read_exact(fd: int, n: int) -> bytes:
-    chunks = []
-    while n:
-        try:
-            chunk = os.read(fd, n)
-        except BlockingIOError:
-            select.select([fd], [], [])
-            continue
-        if not chunk:
-            raise ChannelClosed("the channel's pipe was closed underneath it")
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+    data = read_exact(fd, n)
+    if data is None:
+        raise ChannelClosed("the channel's pipe was closed underneath it")
+    return data
 
 
 class Channel:
@@ -140,15 +106,15 @@ class Channel:
                 f"capacity must be None (unbounded) or an int >= 1, got {capacity!r}"
             )
         self.capacity = capacity
-        self._data = _pipe(_PIPE_SIZE)
-        self._closed = _pipe()
-        self._send_lock = _Token(*_pipe())
-        self._recv_lock = _Token(*_pipe())
+        self._data = make_pipe(PIPE_SIZE, nonblocking=True)
+        self._closed = make_pipe(nonblocking=True)
+        self._send_lock = _Token(*make_pipe(nonblocking=True))
+        self._recv_lock = _Token(*make_pipe(nonblocking=True))
         self._send_lock.release()
         self._recv_lock.release()
         self._slots: _Token | None = None
         if capacity is not None:
-            slots_r, slots_w = _pipe(max(_PIPE_SIZE, capacity))
+            slots_r, slots_w = make_pipe(max(PIPE_SIZE, capacity), nonblocking=True)
             self._slots = _Token(slots_r, slots_w)
             self._slots.release(capacity)
         self._owner_pid = os.getpid()
@@ -210,7 +176,7 @@ class Channel:
                     and not select.select([], [self._data[1]], [], 0)[1]
                 ):
                     raise ChannelFull("the channel's OS buffer is full")
-                _write_all(self._data[1], data)
+                write_all(self._data[1], data)
             finally:
                 self._send_lock.release()
         except BaseException:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import atexit
 import itertools
 import logging
-import pickle
 import warnings
 import weakref
 from typing import Any
@@ -13,6 +12,7 @@ from typing import Any
 from ._capabilities import Capabilities, capabilities, choose_backend
 from ._errors import ConfigurationError, NotTransferable
 from ._task import check_importable_in_worker, main_module_spec, reference_of, resolve_reference
+from ._wire import dumps
 
 log = logging.getLogger("runtime")
 _ids = itertools.count(1)
@@ -87,12 +87,12 @@ def pack_bootstrap(bootstrap: Any, backend: str) -> bytes | str | None:
         )
     reference_of(bootstrap)
     check_importable_in_worker(bootstrap, backend, "bootstrap")
-    return pickle.dumps(bootstrap, protocol=pickle.HIGHEST_PROTOCOL)
+    return dumps(bootstrap)
 
 
 def pickled(obj: Any, what: str) -> bytes:
     try:
-        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+        return dumps(obj)
     except Exception as exc:
         raise NotTransferable(
             f"{what} cannot be sent to a worker: {type(exc).__name__}: {exc}. Workers receive "

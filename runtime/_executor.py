@@ -15,7 +15,6 @@ import concurrent.futures as cf
 import contextlib
 import itertools
 import logging
-import pickle
 import threading
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -41,7 +40,7 @@ from ._errors import (
 )
 from ._hub import Hub
 from ._policy import resolve_workers
-from ._wire import PROTOCOL, decode_exception, frame
+from ._wire import decode_exception, dumps, frame
 from ._worker import map_chunk
 from .backends import WorkerHandle, create_worker, join_all
 
@@ -295,12 +294,12 @@ class Executor(cf.Executor):
     def _send_batch_now(self, worker: _Worker, batch: list[_Item]) -> None:
         calls = [(item.fn, item.args, item.kwargs) for item in batch]
         try:
-            blob = pickle.dumps(calls, protocol=PROTOCOL)
+            blob = dumps(calls)
         except Exception:
             good: list[_Item] = []
             for item in batch:
                 try:
-                    pickle.dumps((item.fn, item.args, item.kwargs), protocol=PROTOCOL)
+                    dumps((item.fn, item.args, item.kwargs))
                 except Exception as exc:
                     item.future.set_exception(
                         NotTransferable(
@@ -314,10 +313,10 @@ class Executor(cf.Executor):
             if not good:
                 return
             batch = good
-            blob = pickle.dumps([(i.fn, i.args, i.kwargs) for i in batch], protocol=PROTOCOL)
+            blob = dumps([(i.fn, i.args, i.kwargs) for i in batch])
         batch_id = next(self._batch_ids)
         worker.inflight[batch_id] = batch
-        message = frame(pickle.dumps(("calls", batch_id, len(batch), blob), protocol=PROTOCOL))
+        message = frame(dumps(("calls", batch_id, len(batch), blob)))
         # If the worker is gone, _on_closed fails this batch and replaces the worker.
         with contextlib.suppress(BrokenPipeError):
             worker.handle.send_frame(message)

@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import enum
 import logging
-import pickle
 import queue
 import signal
 import threading
@@ -41,7 +40,7 @@ from ._errors import (
 from ._hub import Hub
 from ._policy import RestartPolicy, resolve_workers, split_by_weight
 from ._task import TaskSpec, check_importable_in_worker
-from ._wire import decode_exception
+from ._wire import decode_exception, dumps
 from .backends import WorkerHandle, create_worker, join_all
 
 if TYPE_CHECKING:
@@ -478,7 +477,7 @@ class Pool:
             return kind.blob
         # Channels among the task's arguments travel to a child as duplicated descriptors.
         with pickling_for_process():
-            return pickle.dumps(kind.spec, protocol=pickle.HIGHEST_PROTOCOL)
+            return dumps(kind.spec)
 
     def _info_running(self, slot: _Slot, worker: WorkerHandle) -> dict[str, Any]:
         info = self._info(slot, worker)

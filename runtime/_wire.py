@@ -7,6 +7,7 @@ exception that cannot be pickled (or rebuilt) still reaches the caller readably.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import pickle
@@ -15,6 +16,7 @@ from typing import Any
 
 HEADER = struct.Struct("!Q")
 PROTOCOL = pickle.HIGHEST_PROTOCOL
+PIPE_SIZE = 1 << 20  # raised from Linux's 64 KiB default, so bursts rarely block a writer
 
 ExcPayload = tuple[bytes | None, str, str, str]
 
@@ -27,18 +29,48 @@ def dumps(obj: Any) -> bytes:
     return pickle.dumps(obj, protocol=PROTOCOL)
 
 
+def make_pipe(size: int | None = None, *, nonblocking: bool = False) -> tuple[int, int]:
+    """``os.pipe()``, its buffer raised to ``size`` bytes where the OS allows (``F_SETPIPE_SZ``)."""
+    r, w = os.pipe()
+    if size:
+        import fcntl
+
+        set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
+        if set_size is not None:
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(w, set_size, size)
+    if nonblocking:
+        os.set_blocking(r, False)
+        os.set_blocking(w, False)
+    return r, w
+
+
+def _wait(fd: int, *, write: bool) -> None:
+    """A non-blocking fd had nothing (room) for us: sleep in select until it has."""
+    import select
+
+    if write:
+        select.select([], [fd], [])
+    else:
+        select.select([fd], [], [])
+
+
 def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to a blocking or non-blocking fd."""
     view = memoryview(data)
     while view:
         try:
             n = os.write(fd, view)
         except InterruptedError:
             continue
+        except BlockingIOError:
+            _wait(fd, write=True)
+            continue
         view = view[n:]
 
 
 def read_exact(fd: int, n: int) -> bytes | None:
-    """Read exactly ``n`` bytes from a blocking fd; None on EOF before any byte."""
+    """Read exactly ``n`` bytes from a blocking or non-blocking fd; None on end of file."""
     if n == 0:
         return b""
     chunks = []
@@ -47,6 +79,9 @@ def read_exact(fd: int, n: int) -> bytes | None:
         try:
             chunk = os.read(fd, min(remaining, 1 << 20))
         except InterruptedError:
+            continue
+        except BlockingIOError:
+            _wait(fd, write=False)
             continue
         except OSError as exc:
             if exc.errno == errno.EBADF:

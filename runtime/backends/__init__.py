@@ -9,7 +9,6 @@ talks to the handle only, so adding a backend means writing ``_launch``/``kill``
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import os
 import struct
@@ -17,7 +16,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .._hub import Connection, Hub
-from .._wire import dumps, frame
+from .._wire import PIPE_SIZE, dumps, frame, make_pipe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -26,7 +25,6 @@ log = logging.getLogger("runtime")
 
 __all__ = ["WorkerHandle", "create_worker", "live_workers"]
 
-_PIPE_SIZE = 1 << 20
 _live: set[WorkerHandle] = set()
 _live_lock = threading.Lock()
 
@@ -57,15 +55,6 @@ def block_signals_in_this_thread() -> None:
             signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
 
 
-def _pipe() -> tuple[int, int]:
-    r, w = os.pipe()
-    set_size = getattr(fcntl, "F_SETPIPE_SZ", None)
-    if set_size is not None:
-        with contextlib.suppress(OSError):
-            fcntl.fcntl(w, set_size, _PIPE_SIZE)
-    return r, w
-
-
 class WorkerHandle:
     """Main-side handle of one worker. Subclasses implement ``_launch``, ``kill`` and ``join``."""
 
@@ -80,8 +69,8 @@ class WorkerHandle:
     ) -> None:
         self.id = worker_id
         self.pid: int | None = None
-        self._in_r, self._in_w = _pipe()
-        self._out_r, self._out_w = _pipe()
+        self._in_r, self._in_w = make_pipe(PIPE_SIZE)
+        self._out_r, self._out_w = make_pipe(PIPE_SIZE)
         self._stop_r, self._stop_w = os.pipe()
         os.set_blocking(self._stop_w, False)
         self.conn = Connection(
