@@ -9,9 +9,8 @@ the RabbitMQ consumer (both imported only when used).
 
 from __future__ import annotations
 
-import contextlib
 import sys as _sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ._errors import BackendUnavailable as BackendUnavailable
 from ._errors import BootstrapError as BootstrapError
@@ -28,6 +27,7 @@ from ._errors import ReferenceNotFound as ReferenceNotFound
 from ._errors import RemoteError as RemoteError
 from ._errors import TaskFailed as TaskFailed
 from ._errors import WorkerCrashed as WorkerCrashed
+from ._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from ._capabilities import Capabilities as Capabilities
@@ -100,22 +100,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'runtime' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name, __name__), name)
-    if isinstance(value, type) or callable(value):
-        with contextlib.suppress(AttributeError, TypeError):
-            value.__module__ = "runtime"
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), __all__)
 
 
 # Objects defined in a script's __main__ come back from workers as __mp_main__.X

@@ -8,8 +8,9 @@ when a :class:`Consumer` or :class:`Publisher` is used, so workers that unpickle
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import lazy_exports
 from ._errors import AmqpError as AmqpError
 from ._errors import BrokerUnreachable as BrokerUnreachable
 from ._errors import ConnectionLost as ConnectionLost
@@ -60,22 +61,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module_name = _LAZY.get(name)
-    if module_name is None:
-        raise AttributeError(f"module 'runtime.amqp' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module_name, __name__), name)
-    if isinstance(value, type):
-        value.__module__ = __name__
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
-
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals(), __all__)
 
 for _obj in (
     AmqpError,
