@@ -31,17 +31,8 @@ class SchemaError(ValueError):
     """The document does not have the stable shape ``{"environment": {...}, "results": [...]}``."""
 
 
-_NUMBER_FIELDS = (
-    "median_s",
-    "min_s",
-    "max_s",
-    "speedup_vs_serial",
-    "per_task_us",
-    "p50_us",
-    "p99_us",
-    "startup_ms",
-    "mem_mb_per_worker",
-)
+_IDENTITY_FIELDS = ("peer", "backend", "workload", "workers")
+_NUMBER_FIELDS = tuple(f for f in RESULT_FIELDS if f not in _IDENTITY_FIELDS)
 
 
 def validate_document(doc: Any) -> None:

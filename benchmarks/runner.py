@@ -435,6 +435,11 @@ def _worker_pids(session: Session) -> list[int]:
     return []
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    """The median with its range, as the ``median_s``/``min_s``/``max_s`` fields of a row."""
+    return {"median_s": statistics.median(values), "min_s": min(values), "max_s": max(values)}
+
+
 def _percentile(values: Sequence[float], q: float) -> float:
     """Nearest-rank percentile (q in 0..100) of a non-empty sequence."""
     ordered = sorted(values)
@@ -462,15 +467,14 @@ def _results(config: Config, samples: dict[tuple[str, str, int], _Samples]) -> l
                 if s is None:
                     continue
                 if s.wall:
-                    median = statistics.median(s.wall)
+                    spread = _spread(s.wall)
+                    median = spread["median_s"]
                     rows.append(
                         _row(
                             peer,
                             name,
                             workers,
-                            median_s=median,
-                            min_s=min(s.wall),
-                            max_s=max(s.wall),
+                            **spread,
                             speedup_vs_serial=(base_median / median) if base_median else None,
                             per_task_us=median / s.tasks * 1e6,
                         )
@@ -481,24 +485,20 @@ def _results(config: Config, samples: dict[tuple[str, str, int], _Samples]) -> l
                             peer,
                             name,
                             workers,
-                            median_s=statistics.median(s.latency),
-                            min_s=min(s.latency),
-                            max_s=max(s.latency),
+                            **_spread(s.latency),
                             p50_us=_percentile(s.latency, 50) * 1e6,
                             p99_us=_percentile(s.latency, 99) * 1e6,
                         )
                     )
                 elif s.startup:
-                    median = statistics.median(s.startup)
+                    spread = _spread(s.startup)
                     rows.append(
                         _row(
                             peer,
                             name,
                             workers,
-                            median_s=median,
-                            min_s=min(s.startup),
-                            max_s=max(s.startup),
-                            startup_ms=median * 1e3,
+                            **spread,
+                            startup_ms=spread["median_s"] * 1e3,
                             mem_mb_per_worker=statistics.median(s.memory),
                         )
                     )
