@@ -77,15 +77,6 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 1 if report.gave_up else 0
 
 
-def _no_bench(args: argparse.Namespace) -> int:
-    print(
-        "parallel-runtime: the benchmark suite (the 'benchmarks' package) is not installed; "
-        "install from a source checkout: pip install -e '.[bench]'",
-        file=sys.stderr,
-    )
-    return 2
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="parallel-runtime",
@@ -120,12 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     configure_consume(sub.add_parser("consume", help="consume a RabbitMQ queue on the pool"))
 
     bench = sub.add_parser("bench", help="compare against process pools and friends")
-    try:
-        from benchmarks.cli import configure_parser as configure_bench
-    except ImportError:
-        bench.set_defaults(func=_no_bench)
-    else:
-        configure_bench(bench)
+    from .bench.cli import configure_parser as configure_bench
+
+    configure_bench(bench)
     return parser
 
 

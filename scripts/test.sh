@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 ensure_rabbitmq
 make_venv .venv 3.13 dev
 make_venv .venv312 3.12 test
-echo "== lint";  .venv/bin/python -m ruff check runtime tests benchmarks
+echo "== lint";  .venv/bin/python -m ruff check runtime tests
 echo "== types"; .venv/bin/python -m mypy
 echo "== tests on $(.venv312/bin/python -V)"
 .venv312/bin/python -m pytest -q -p no:cacheprovider "$@"

@@ -9,10 +9,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from benchmarks import workloads
-from benchmarks.peers import PEERS, available_peers, select_peers
-from benchmarks.report import SchemaError, plot, render_table, validate_document, write_json
-from benchmarks.runner import (
+from runtime.bench import workloads
+from runtime.bench.peers import PEERS, available_peers, select_peers
+from runtime.bench.report import SchemaError, plot, render_table, validate_document, write_json
+from runtime.bench.runner import (
     LATENCY,
     RESULT_FIELDS,
     STARTUP,

@@ -1,6 +1,6 @@
 """RabbitMQ benchmark: consume+ack throughput vs raw pika, CPU-bound scaling, publisher confirms.
 
-    python -m benchmarks.bench_amqp [--quick] [--json PATH] [--url URL]
+    python -m runtime.bench.bench_amqp [--quick] [--json PATH] [--url URL]
 
 Every figure is the median of ``--repeats`` runs against the broker at ``--url``.
 Handlers live at module level (workers import them); pika is imported only in the
@@ -139,7 +139,7 @@ def _median(fn: Callable[[], float], repeats: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_amqp", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m runtime.bench.bench_amqp", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer messages and repeats")
     parser.add_argument("--json", metavar="PATH", help="write the figures as JSON")
     parser.add_argument("--url", default=URL)
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     backend = runtime.Executor(workers=1, backend=args.backend)
     chosen = backend.backend
     backend.shutdown()
-    me = __name__ if __name__ != "__main__" else "benchmarks.bench_amqp"
+    me = __name__ if __name__ != "__main__" else "runtime.bench.bench_amqp"
     results: dict[str, Any] = {
         "python": sys.version.split()[0],
         "backend": chosen,

@@ -189,7 +189,7 @@ def finish(doc: dict[str, Any], json_path: str | None, plot_path: str | None) ->
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+    parser = argparse.ArgumentParser(prog="python -m runtime.bench")
     configure_parser(parser)
     args = parser.parse_args(argv)
     result: int = args.func(args)

@@ -39,7 +39,7 @@ def validate_document(doc: Any) -> None:
     """Raise :class:`SchemaError` unless ``doc`` matches the stable schema exactly.
 
     Top level: exactly ``environment`` (an object) and ``results`` (a list). Each result: exactly
-    the keys of :data:`benchmarks.runner.RESULT_FIELDS`; ``peer``/``backend``/``workload`` are
+    the keys of :data:`runtime.bench.runner.RESULT_FIELDS`; ``peer``/``backend``/``workload`` are
     non-empty strings, ``workers`` a positive integer, every other field a finite non-negative
     number or null, ``min_s <= median_s <= max_s`` when present.
     """

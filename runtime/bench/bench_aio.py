@@ -1,6 +1,6 @@
 """runtime.aio against anyio's own worker verbs, in one run on one event loop.
 
-    python -m benchmarks.bench_aio [--quick] [--loop asyncio|trio] [--workers N] [--json PATH]
+    python -m runtime.bench.bench_aio [--quick] [--loop asyncio|trio] [--workers N] [--json PATH]
 
 Three measurements per peer, each the median of ``--repeats`` runs:
 
@@ -36,7 +36,7 @@ import anyio
 
 import runtime
 import runtime.aio
-from benchmarks.workloads import fib, tiny
+from runtime.bench.workloads import fib, tiny
 
 Call = Callable[[Callable[..., Any], Any], Awaitable[Any]]
 Batch = Callable[[Callable[..., Any], Sequence[Any]], Awaitable[list[Any]]]
@@ -268,7 +268,7 @@ def render(doc: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.bench_aio", description=__doc__.split("\n")[0]
+        prog="python -m runtime.bench.bench_aio", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--quick", action="store_true", help="small sizes (a few seconds)")
     parser.add_argument("--loop", choices=("asyncio", "trio"), default="asyncio")

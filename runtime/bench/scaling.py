@@ -1,13 +1,13 @@
 """The scaling curve, meant to run once on a many-core machine (no network needed).
 
-    python -m benchmarks.scaling OUTDIR [--workers 1,2,4,8,16] [--budget 330]
+    python -m runtime.bench.scaling OUTDIR [--workers 1,2,4,8,16] [--budget 330]
 
 Measures ``runtime.Executor`` (subinterpreter, thread, process) against ``ProcessPoolExecutor``
 (fork, forkserver, spawn) and ``InterpreterPoolExecutor`` at each worker count: a pure-Python
 CPU-bound workload (fib), a GIL-releasing one (zlib), tiny tasks, start-up, memory and latency.
 Writes ``OUTDIR/scaling.json`` (the same schema as ``parallel-runtime bench --json``) and
 ``OUTDIR/scaling.png`` (when matplotlib is installed; otherwise re-draw it anywhere with
-``python -m benchmarks.scaling --replot OUTDIR/scaling.json``). Only the standard library,
+``python -m runtime.bench.scaling --replot OUTDIR/scaling.json``). Only the standard library,
 ``runtime`` and the interpreters backport are needed. A wall-clock budget (default 330 s) stops
 starting new rounds, so the run stays under 6 minutes even on a slower machine.
 """
@@ -76,7 +76,7 @@ def _title(doc: dict[str, object]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m benchmarks.scaling", description=__doc__.split("\n\n")[0]
+        prog="python -m runtime.bench.scaling", description=__doc__.split("\n\n")[0]
     )
     parser.add_argument("outdir", type=Path, help="directory for scaling.json and scaling.png")
     parser.add_argument("--workers", default="1,2,4,8,16", help="comma-separated worker counts")
@@ -111,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"plot written to {plot(doc, args.outdir / 'scaling.png', title=_title(doc))}")
     except PlotUnavailable as exc:
         print(
-            f"no plot here ({exc}); later: python -m benchmarks.scaling --replot {args.outdir / 'scaling.json'}"
+            f"no plot here ({exc}); later: python -m runtime.bench.scaling --replot {args.outdir / 'scaling.json'}"
         )
     try:
         from .report import render_table
