@@ -33,7 +33,9 @@ def test_this_interpreter_is_described():
     assert c == detect()
     assert c.cpu_count == usable_cpu_count() >= 1
     assert c.free_threaded_build is False  # no free-threaded build exists on these machines
-    if sys.version_info >= (3, 13):
+    if sys.version_info >= (3, 14):  # PEP 734 is in the stdlib: concurrent.interpreters
+        assert (c.interpreters_api, c.default_backend) == ("stdlib", "subinterpreter")
+    elif sys.version_info >= (3, 13):  # the interpreters-pep-734 backport
         assert (c.interpreters_api, c.default_backend) == ("backport", "subinterpreter")
     else:
         assert (c.interpreters_api, c.default_backend) == ("lowlevel", "process")
