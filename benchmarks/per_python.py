@@ -70,7 +70,7 @@ def measure() -> dict[str, object]:
 
     caps = runtime.capabilities()
     record: dict[str, object] = {
-        "python": "%d.%d.%d" % sys.version_info[:3],
+        "python": ".".join(map(str, sys.version_info[:3])),
         "interpreters_api": caps.interpreters_api,
         "auto": caps.default_backend,
         "bare": _bare_interpreters(),
@@ -146,10 +146,10 @@ def _table(records: list[dict[str, object]]) -> str:
     )
     for backend in BACKENDS:
         row(
-            f"`{backend}`: first result ms, fib ×",
+            f"`{backend}`: first result ms, fib x",
             lambda r, b=backend: (
                 r["backends"][b].get("error", "")[:40]
-                or f"{r['backends'][b]['first_result_ms']} ms, {r['backends'][b]['fib_speedup']}×"
+                or f"{r['backends'][b]['first_result_ms']} ms, {r['backends'][b]['fib_speedup']}x"
             ),
         )
     return "\n".join(rows)
