@@ -44,6 +44,9 @@ if TYPE_CHECKING:
     from ._worker import current_worker as current_worker
     from ._worker import stop_requested as stop_requested
     from .aio import open_executor as open_executor
+    from .ops._failure import Failure as Failure
+    from .ops._server import MetricsServer as MetricsServer
+    from .ops._server import serve_metrics as serve_metrics
 
 __version__ = "0.1.0"
 
@@ -60,6 +63,8 @@ __all__ = [
     "Error",
     "Executor",
     "ExecutorShutdown",
+    "Failure",
+    "MetricsServer",
     "NotTransferable",
     "Pool",
     "PoolError",
@@ -76,6 +81,7 @@ __all__ = [
     "current_context",
     "current_worker",
     "open_executor",
+    "serve_metrics",
     "stop_requested",
 ]
 
@@ -97,6 +103,9 @@ _LAZY = {
     "PoolReport": "._pool",
     "PoolStatistics": "._pool",
     "open_executor": ".aio",
+    "Failure": ".ops._failure",
+    "MetricsServer": ".ops._server",
+    "serve_metrics": ".ops._server",
 }
 
 

@@ -43,6 +43,7 @@ from ._policy import resolve_workers
 from ._wire import decode_exception, dumps, frame
 from ._worker import map_chunk
 from .backends import WorkerHandle, create_worker, join_all
+from .ops._executor_ops import ExecutorOps
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
@@ -89,7 +90,9 @@ class Executor(cf.Executor):
 
     ``workers`` is a count or a fraction of the usable CPUs (default: all of them).
     ``bootstrap`` runs once in every worker before any job; callables reach its
-    return value through :func:`runtime.current_context`.
+    return value through :func:`runtime.current_context`. ``on_failure`` (a callable or
+    reference) receives a :class:`runtime.Failure` for every job that fails;
+    ``metrics=False`` keeps this executor out of ``/metrics``.
     """
 
     def __init__(
@@ -100,6 +103,8 @@ class Executor(cf.Executor):
         *,
         max_workers: int | None = None,
         max_batch: int = 256,
+        on_failure: Any = None,
+        metrics: bool = True,
         _capabilities: Capabilities | None = None,
     ) -> None:
         guard_main_import("Executor")
@@ -116,6 +121,7 @@ class Executor(cf.Executor):
         )
         self.backend = resolve_backend(backend, caps)
         self._bootstrap = pack_bootstrap(bootstrap, self.backend)
+        self._ops = ExecutorOps(self, on_failure, metrics)
         self._max_batch = max_batch
         self._lock = threading.RLock()
         self._pending: collections.deque[_Item] = collections.deque()
@@ -133,6 +139,7 @@ class Executor(cf.Executor):
         except BaseException:
             self._teardown_now()
             raise
+        self._ops.attach(self._hub)
         close_at_exit(self)
 
     # ------------------------------------------------------------------ start-up
@@ -181,6 +188,7 @@ class Executor(cf.Executor):
                         item.future.set_result(value)
                     else:
                         item.future.set_exception(decode_exception(value))
+                self._ops.batch_done(msg[1], items, msg[2], handle)
             with self._lock:
                 self._dispatch()
                 self._maybe_finish()
@@ -229,10 +237,12 @@ class Executor(cf.Executor):
             for item in lost:
                 if not item.future.done():
                     item.future.set_exception(error)
+            self._ops.worker_lost(handle, worker.inflight, error)
         with self._lock:
             if not self._shutdown and self._broken is None:
                 if was_ready:
                     log.warning("runtime: %s; replacing it", handle.describe_exit())
+                    self._ops.worker_replaced()
                     try:
                         self._spawn()
                     except Exception as exc:
@@ -301,6 +311,7 @@ class Executor(cf.Executor):
                 try:
                     dumps((item.fn, item.args, item.kwargs))
                 except Exception as exc:
+                    self._ops.send_failed(item.fn, exc)
                     item.future.set_exception(
                         NotTransferable(
                             f"cannot send the call {_describe(item.fn)}(...) to a {self.backend} worker: "
@@ -316,6 +327,7 @@ class Executor(cf.Executor):
             blob = dumps([(i.fn, i.args, i.kwargs) for i in batch])
         batch_id = next(self._batch_ids)
         worker.inflight[batch_id] = batch
+        self._ops.batch_sent(batch_id)
         message = frame(dumps(("calls", batch_id, len(batch), blob)))
         # If the worker is gone, _on_closed fails this batch and replaces the worker.
         with contextlib.suppress(BrokenPipeError):
@@ -342,6 +354,7 @@ class Executor(cf.Executor):
                 raise ExecutorShutdown("cannot submit: the executor is shut down")
             future: cf.Future[T] = cf.Future()
             self._pending.append(_Item(future, fn, args, kwargs))
+            self._ops.submitted += 1
             self._dispatch()
         return future
 
@@ -393,6 +406,7 @@ class Executor(cf.Executor):
             self._all_exited.wait()
             join_all(self._spawned, 5.0)
             self._hub.close()
+            self._ops.close()
         else:
             threading.Thread(
                 target=self._close_when_done, name="runtime-executor-closer", daemon=True
@@ -402,6 +416,7 @@ class Executor(cf.Executor):
         self._all_exited.wait()
         join_all(self._spawned, 5.0)
         self._hub.close()
+        self._ops.close()
 
     def _close_at_exit(self) -> None:
         if not self._all_exited.is_set():
@@ -415,6 +430,7 @@ class Executor(cf.Executor):
             handle.exit()
         join_all(self._spawned, 5.0)
         self._hub.close()
+        self._ops.close()
 
     def request_stop(self, future: cf.Future[Any] | None = None) -> bool:
         """Ask running jobs to stop: ``runtime.stop_requested()`` turns true inside them.

@@ -20,6 +20,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from ._wire import HEADER
+from .ops._heartbeat import Heartbeat
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -131,8 +132,10 @@ class Hub:
         self._closing = False
         self._closed = False  # the loop has ended: nothing registers any more
         self._todo_lock = threading.Lock()
+        self.heartbeat = Heartbeat("hub")  # for /healthz: parked in select, or busy since
         try:
             self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+            self.heartbeat.thread = self._thread
             self._thread.start()
         except RuntimeError as exc:  # e.g. inside a subinterpreter: daemon threads are refused
             self._selector.close()
@@ -203,9 +206,13 @@ class Hub:
 
     def _loop(self) -> None:
         sel = self._selector
+        heartbeat = self.heartbeat
         while not self._closing:
             self._apply_todo()
-            for key, events in sel.select():
+            heartbeat.park("worker messages")
+            ready = sel.select()
+            heartbeat.beat()
+            for key, events in ready:
                 conn = key.data
                 if conn is None:
                     with contextlib.suppress(BlockingIOError):
@@ -242,6 +249,7 @@ class Hub:
         # them too, so that every worker gets its end-of-file and its exit callback.
         with self._todo_lock:
             self._closed = True
+        heartbeat.close()
         self._apply_todo()
         for key in list(sel.get_map().values()):
             if key.data is not None:

@@ -42,6 +42,7 @@ from ._policy import RestartPolicy, resolve_workers, split_by_weight
 from ._task import TaskSpec, check_importable_in_worker
 from ._wire import decode_exception, dumps
 from .backends import WorkerHandle, create_worker, join_all
+from .ops._pool_ops import PoolOps
 
 if TYPE_CHECKING:
     from types import FrameType, TracebackType
@@ -130,6 +131,8 @@ class Pool:
     weights (``{A: 3, B: 7}``) that splits the workers. ``workers`` is a count or a
     fraction of the usable CPUs. ``bootstrap`` (a callable or reference) runs once in
     every fresh worker; its return value is the task's ``self.context``.
+    ``on_failure`` (a callable or reference) receives a :class:`runtime.Failure` for
+    every task failure; ``metrics=False`` keeps this pool out of ``/metrics``.
     """
 
     def __init__(
@@ -142,6 +145,8 @@ class Pool:
         restart: RestartPolicy | None = None,
         stop_timeout: float = 30.0,
         handle_signals: bool = True,
+        on_failure: Any = None,
+        metrics: bool = True,
         _capabilities: Capabilities | None = None,
     ) -> None:
         guard_main_import("Pool")
@@ -167,6 +172,7 @@ class Pool:
         split_by_weight([(k, k.weight) for k in kinds], target)  # validates weights vs count
         self._target = target
         self._bootstrap = pack_bootstrap(bootstrap, self.backend)
+        self._ops = PoolOps(self, on_failure, metrics)
 
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -200,6 +206,7 @@ class Pool:
         self._thread = threading.Thread(
             target=self._supervise, name="runtime-supervisor", daemon=True
         )
+        self._ops.attach(self._thread, self._hub)
         self._thread.start()
         close_at_exit(self)
         self._started.wait()
@@ -362,6 +369,7 @@ class Pool:
                 self._fatal = PoolError(f"the pool supervisor failed: {exc!r}")
         finally:
             self._shutdown_workers()
+            self._ops.close()
             self._started.set()
             self._finished.set()
 
@@ -382,7 +390,7 @@ class Pool:
             ]
             if not booting:
                 break
-            self._handle(self._events.get())
+            self._handle(self._ops.supervisor.get(self._events))
         with self._lock:
             if self._fatal is None and not self._stopping:
                 self._state = "running"
@@ -401,10 +409,7 @@ class Pool:
             if self._stop_deadline is not None:
                 deadlines.append(self._stop_deadline)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
-            try:
-                event = self._events.get(timeout=timeout)
-            except queue.Empty:
-                event = None
+            event = self._ops.supervisor.get_or_none(self._events, timeout)
             if event is not None:
                 self._handle(event)
             self._due(time.monotonic())
@@ -460,9 +465,9 @@ class Pool:
                 )
                 self._stopping = True
                 return
-            self._on_failure(
-                slot, f"bootstrap failed: {exc_payload[1]}: {exc_payload[2]}", exc_payload[3]
-            )
+            summary = f"bootstrap failed: {exc_payload[1]}: {exc_payload[2]}"
+            self._on_failure(slot, summary, exc_payload[3])
+            self._ops.task_failed(slot, worker, exc_payload, summary, self.backend)
         elif what == "task_done":
             self._finish_slot(slot, _SlotState.DONE, counted="completed")
             log.info(
@@ -471,6 +476,7 @@ class Pool:
         elif what == "task_failed":
             exc = decode_exception(msg[1])
             self._on_failure(slot, f"{type(exc).__name__}: {exc}", msg[1][3])
+            self._ops.task_failed(slot, worker, msg[1], str(exc), self.backend)
 
     def _task_blob(self, kind: _Kind) -> bytes:
         if self.backend != "process":
@@ -495,6 +501,7 @@ class Pool:
         slot.state = state
         if counted:
             self._counts[counted] += 1
+            self._ops.count(counted, slot.kind.label)
         self._release_worker(slot)
 
     def _on_failure(
@@ -547,8 +554,10 @@ class Pool:
                 self._stopping = True
                 return
             self._counts["replaced"] += 1
+            self._ops.count("replaced", slot.kind.label)
             log.warning("runtime: %s; replacing it", worker.describe_exit())
             self._on_failure(slot, worker.describe_exit(), None, worker_gone=True)
+            self._ops.task_failed(slot, worker, None, worker.describe_exit(), self.backend)
 
     def _due(self, now: float) -> None:
         with self._lock:
@@ -559,6 +568,7 @@ class Pool:
                     and not self._stopping
                 ):
                     self._counts["restarts"] += 1
+                    self._ops.count("restarts", slot.kind.label)
                     if slot.worker is None:
                         try:
                             self._spawn(slot)

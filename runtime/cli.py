@@ -57,7 +57,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         for item in args.tasks:
             ref, _, weight = item.partition("=")
             tasks[ref] = float(weight or 1)
+    from .ops import _cli as ops_cli
+
     try:
+        ops_cli.check(args)
         pool = runtime.Pool(
             tasks,
             workers=args.workers,
@@ -65,8 +68,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             bootstrap=args.bootstrap,
             restart=runtime.RestartPolicy(max_restarts=args.max_restarts),
             stop_timeout=args.stop_timeout,
+            on_failure=args.on_failure,
         )
-        report = pool.run()
+        with ops_cli.serving(args):
+            report = pool.run()
     except runtime.Error as exc:
         print(f"parallel-runtime: error: {exc}", file=sys.stderr)
         return 2
@@ -104,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-restarts", type=int, default=None, help="per slot within 60 s (default: unlimited)"
     )
     run.add_argument("--stop-timeout", type=float, default=30.0, help="seconds to drain on stop")
+    from .ops._cli import add_arguments as add_ops_arguments
+
+    add_ops_arguments(run)
     run.set_defaults(func=_cmd_run)
 
     from .amqp._cli import configure_parser as configure_consume

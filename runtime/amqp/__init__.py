@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from ._connection import DEFAULT_URL as DEFAULT_URL
     from ._consumer import Consumer as Consumer
     from ._consumer import ConsumerStatistics as ConsumerStatistics
+    from ._failure_queue import FailureQueue as FailureQueue
     from ._publisher import Publisher as Publisher
 
 __all__ = [
@@ -43,6 +44,7 @@ __all__ = [
     "ConnectionLost",
     "Consumer",
     "ConsumerStatistics",
+    "FailureQueue",
     "HandlerFailure",
     "InvalidURL",
     "Message",
@@ -57,6 +59,7 @@ _LAZY = {
     "Consumer": "._consumer",
     "ConsumerStatistics": "._consumer",
     "DEFAULT_URL": "._connection",
+    "FailureQueue": "._failure_queue",
     "Publisher": "._publisher",
 }
 

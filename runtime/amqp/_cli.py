@@ -80,6 +80,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds between throughput lines (0: off)",
     )
+    from ..ops._cli import add_arguments
+
+    add_arguments(parser).add_argument(
+        "--failure-queue",
+        default=None,
+        metavar="NAME",
+        help="publish every failure as JSON (publisher confirms) to this durable queue",
+    )
     parser.set_defaults(func=_cmd_consume)
 
 
@@ -92,9 +100,16 @@ def _cmd_consume(args: argparse.Namespace) -> int:
         # pika logs every connection step at INFO; our own lines say what matters.
         logging.getLogger("pika").setLevel(logging.WARNING)
 
+    failure_queue = None
     try:
+        from ..ops import _cli as ops_cli
+        from ..ops._failure import combine_hooks
         from ._consumer import Consumer
+        from ._failure_queue import FailureQueue
 
+        ops_cli.check(args)
+        if args.failure_queue is not None:
+            failure_queue = FailureQueue(args.failure_queue, args.url)
         consumer = Consumer(
             args.handler,
             args.queue,
@@ -112,12 +127,19 @@ def _cmd_consume(args: argparse.Namespace) -> int:
             stop_timeout=args.stop_timeout,
             connect_attempts=args.connect_attempts,
             stats_interval=args.stats_interval or None,
+            on_failure=combine_hooks(args.on_failure, failure_queue),
         )
-        consumer.run()
+        with ops_cli.serving(args):
+            if failure_queue is not None:
+                failure_queue.declare()
+            consumer.run()
     except ConfigurationError as exc:
         print(f"parallel-runtime consume: error: {exc}", file=sys.stderr)
         return 2
     except Error as exc:
         print(f"parallel-runtime consume: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        if failure_queue is not None:
+            failure_queue.close()
     return 0

@@ -28,8 +28,15 @@ def redact(url: str) -> str:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
-def parameters(url: str, *, heartbeat: float | None = None) -> Any:
-    """pika ``URLParameters`` for ``url``; :class:`InvalidURL` when it cannot be used."""
+def parameters(
+    url: str, *, heartbeat: float | None = None, connection_name: str | None = None
+) -> Any:
+    """pika ``URLParameters`` for ``url``; :class:`InvalidURL` when it cannot be used.
+
+    ``connection_name`` is shown by the broker (management UI, ``rabbitmqctl
+    list_connections client_properties``) so an operator can tell connections apart;
+    the process id is appended.
+    """
     import pika
 
     if not isinstance(url, str):
@@ -52,6 +59,10 @@ def parameters(url: str, *, heartbeat: float | None = None) -> Any:
         raise InvalidURL(f"bad broker URL {redact(url)!r}: {exc}") from None
     params.connection_attempts = 1
     params.retry_delay = 0
+    if connection_name:
+        import os
+
+        params.client_properties = {"connection_name": f"{connection_name} (pid {os.getpid()})"}
     if heartbeat is not None:
         if heartbeat < 0:
             raise InvalidURL(f"heartbeat must be >= 0 seconds, got {heartbeat}")

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from .._errors import ConfigurationError, Error
 from ._confirms import Confirms
 from ._connection import DEFAULT_URL, connect, parameters, redact
+from ._consumer_ops import ConsumerOps
 from ._errors import AmqpError, ConnectionLost, TopologyMismatch
 from ._handler import handler_reference, invoke
 from ._message import (
@@ -116,6 +117,8 @@ class Consumer:
     ``run()`` blocks until :meth:`stop`, SIGTERM or SIGINT, then drains gracefully.
     ``start()``/``stop()`` and ``with Consumer(...)`` run it in the background.
     ``executor`` replaces the built-in :class:`runtime.Executor` (it is then not shut down).
+    ``on_failure`` (a callable or reference) receives a :class:`runtime.Failure` for every
+    failed attempt; ``metrics=False`` keeps this consumer out of ``/metrics``.
     """
 
     def __init__(
@@ -141,13 +144,17 @@ class Consumer:
         max_reconnect_attempts: int | None = None,
         stats_interval: float | None = None,
         executor: cf.Executor | None = None,
+        on_failure: Any = None,
+        metrics: bool = True,
     ) -> None:
         from .._capabilities import capabilities
         from .._policy import resolve_workers
 
         # Everything that can be wrong with the arguments fails here, before any connection.
         self._handler_ref = handler_reference(handler)
-        self._params = parameters(url, heartbeat=heartbeat)
+        self._params = parameters(
+            url, heartbeat=heartbeat, connection_name=f"parallel-runtime consume {queue}"
+        )
         self.url = url
         self.queue = queue
         if not isinstance(max_attempts, int) or max_attempts < 1:
@@ -208,6 +215,7 @@ class Consumer:
         self._cancelled_by_broker = False
         self._counts = collections.Counter[str]()
         self._last_stats = (time.monotonic(), 0)
+        self._ops = ConsumerOps(self, on_failure, metrics)
 
     # ------------------------------------------------------------------ public API
     def start(self) -> None:
@@ -222,10 +230,13 @@ class Consumer:
             from .._executor import Executor
 
             workers, backend, bootstrap = self._executor_spec
-            self._executor = Executor(workers=workers, backend=backend, bootstrap=bootstrap)
+            self._executor = Executor(
+                workers=workers, backend=backend, bootstrap=bootstrap, metrics=self._ops.metrics
+            )
         self._thread = threading.Thread(
             target=self._io_main, name=f"runtime-amqp-{self.queue}", daemon=True
         )
+        self._ops.attach(self._thread)
         self._thread.start()
         self._ready.wait()
         if self._error is not None:
@@ -357,6 +368,7 @@ class Consumer:
         failures = 0
         try:
             while not self._stop.is_set():
+                self._ops.connecting()
                 try:
                     self._open(attempts)
                 except AmqpError as exc:
@@ -409,6 +421,7 @@ class Consumer:
                 log.error("runtime.amqp: consumer of %r stopped: %s", self.queue, exc)
         finally:
             self._discard_connection(close=True)
+            self._ops.close()
             self._ready.set()
 
     @staticmethod
@@ -501,6 +514,7 @@ class Consumer:
         connection = self._connection
         while not self._stop.is_set():
             connection.process_data_events(time_limit=1.0)
+            self._ops.io_pass(connection)
             self._drain()
             if self._cancelled_by_broker:
                 raise _Reconnect(
@@ -527,6 +541,7 @@ class Consumer:
             if remaining <= 0:
                 break
             connection.process_data_events(time_limit=min(remaining, 0.2))
+            self._ops.io_pass(connection)
             self._drain()
         unfinished = sorted(self._inflight)
         for tag in unfinished:
@@ -624,8 +639,9 @@ class Consumer:
             delivery = self._inflight.get(tag)
             if delivery is None or delivery.publishing:
                 continue
-            if outcome is None:
+            if outcome is None or type(outcome) is float:  # float: the handler's duration
                 succeeded.append(tag)
+                self._ops.handled(outcome)
             elif outcome == _CANCELLED:
                 del self._inflight[tag]
                 channel.basic_reject(tag, requeue=True)
@@ -663,6 +679,7 @@ class Consumer:
         # where BlockingChannel.basic_ack also runs an I/O pass per call. The serve loop's
         # next process_data_events writes the queued acks out in one go.
         impl = self._channel._impl
+        self._counts["acked"] += len(tags)
         for tag in tags:
             del self._inflight[tag]
         oldest = min(self._inflight) if self._inflight else None
@@ -720,6 +737,8 @@ class Consumer:
         )
         self._confirm_tags[seq] = delivery.tag
         delivery.publishing = True
+        action = "retry" if exchange == "" else "dead_letter"
+        self._ops.failed(message, failure, action, self._handler_ref)
 
     def _on_confirmed(self, seqs: list[int], ok: bool) -> None:
         # Called by pika in the middle of any socket flush: only record, _drain settles.

@@ -6,6 +6,7 @@ Pika-free on purpose: :func:`invoke` is what the executor pickles to workers.
 from __future__ import annotations
 
 import threading
+from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError
@@ -69,10 +70,15 @@ def _resolve(ref: str) -> Callable[[Message], Any]:
     return fn
 
 
-def invoke(ref: str, message: Message) -> HandlerFailure | None:
-    """Run the handler on one message in the calling worker; a failure comes back as data."""
+def invoke(ref: str, message: Message) -> HandlerFailure | float:
+    """Run the handler on one message in the calling worker.
+
+    Returns how long the handler ran (seconds, measured here in the worker: it rides
+    back on the result the consumer receives anyway), or the failure as data.
+    """
+    start = perf_counter()
     try:
         _resolve(ref)(message)
     except Exception as exc:
-        return HandlerFailure.from_exception(exc)
-    return None
+        return HandlerFailure.from_exception(exc, perf_counter() - start)
+    return perf_counter() - start

@@ -110,15 +110,23 @@ class Message:
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class HandlerFailure:
-    """Why a handler failed: what the consumer logs and puts in the retry/dead-letter headers."""
+    """Why a handler failed: what the consumer logs and puts in the retry/dead-letter headers.
+
+    ``worker`` is the :class:`runtime.WorkerInfo` of the worker the handler failed in and
+    ``duration`` how long it ran (seconds), when known.
+    """
 
     type: str
     message: str
     traceback: str = ""
+    worker: Any = None
+    duration: float | None = None
 
     @classmethod
-    def from_exception(cls, exc: BaseException) -> HandlerFailure:
+    def from_exception(cls, exc: BaseException, duration: float | None = None) -> HandlerFailure:
         import traceback
+
+        from .._worker import current_worker
 
         remote = getattr(exc, "remote_traceback", None)
         tb = remote or "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
@@ -129,7 +137,9 @@ class HandlerFailure:
         name = f"{type(exc).__module__}.{type(exc).__qualname__}"
         if name.startswith("builtins."):
             name = name[len("builtins.") :]
-        return cls(name, message[:_MESSAGE_LIMIT], tb[-_TRACEBACK_LIMIT:])
+        return cls(
+            name, message[:_MESSAGE_LIMIT], tb[-_TRACEBACK_LIMIT:], current_worker(), duration
+        )
 
     def headers(self) -> dict[str, str]:
         return {

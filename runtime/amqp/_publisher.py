@@ -51,12 +51,21 @@ class Publisher:
     """
 
     def __init__(
-        self, url: str = DEFAULT_URL, *, connect_attempts: int = 3, timeout: float = 30.0
+        self,
+        url: str = DEFAULT_URL,
+        *,
+        connect_attempts: int = 3,
+        timeout: float = 30.0,
+        connection_name: str | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self._connection = connect(
-            url, parameters(url), attempts=connect_attempts, delay=0.5, max_delay=5.0
+            url,
+            parameters(url, connection_name=connection_name),
+            attempts=connect_attempts,
+            delay=0.5,
+            max_delay=5.0,
         )
         try:
             self._channel = self._connection.channel()
@@ -136,13 +145,17 @@ class Publisher:
     # ------------------------------------------------------------------ topology helpers
     def declare(self, topology: Topology) -> None:
         """Declare a consumer queue's topology (idempotent)."""
-        self._topology_call(topology.declare, topology)
+        self._topology_call(topology.declare, topology.queue)
+
+    def declare_queue(self, name: str) -> None:
+        """Declare one plain durable queue (idempotent; :class:`TopologyMismatch` if it differs)."""
+        self._topology_call(lambda channel: channel.queue_declare(name, durable=True), name)
 
     def delete(self, topology: Topology) -> None:
         """Delete a consumer queue's queues and dead-letter exchange."""
-        self._topology_call(topology.delete, topology)
+        self._topology_call(topology.delete, topology.queue)
 
-    def _topology_call(self, fn: Any, topology: Topology) -> None:
+    def _topology_call(self, fn: Any, queue: str) -> None:
         import pika.exceptions as pe
 
         try:
@@ -151,9 +164,9 @@ class Publisher:
             self._reopen_channel()
             if exc.reply_code == 406:
                 raise TopologyMismatch(
-                    f"queue {topology.queue!r} exists with other arguments: {exc.reply_text}"
+                    f"queue {queue!r} exists with other arguments: {exc.reply_text}"
                 ) from None
-            raise AmqpError(f"declaring {topology.queue!r} failed: {exc.reply_text}") from None
+            raise AmqpError(f"declaring {queue!r} failed: {exc.reply_text}") from None
 
     def _reopen_channel(self) -> None:
         self._channel = self._connection.channel()
