@@ -136,5 +136,7 @@ def test_extension_refusing_subinterpreters_is_named(backend):
         assert "backend='thread' or backend='process'" in str(info.value)
         assert "_testsinglephase" in (info.value.remote_traceback or "")
     else:
-        with runtime.Executor(1, backend=backend, bootstrap=boot_imports_single_phase_extension) as ex:
+        with runtime.Executor(
+            1, backend=backend, bootstrap=boot_imports_single_phase_extension
+        ) as ex:
             assert ex.submit(tasks.square, 3).result(timeout=20) == 9

@@ -37,20 +37,14 @@ METRICS_EXTRA_HINT = (
 
 def parse_port(value: Any) -> int:
     """A TCP port number 0..65535 (0: pick a free one) from an int or a decimal string."""
-    if isinstance(value, bool):
-        raise ConfigurationError(f"the metrics port must be a number 0..65535, got {value!r}")
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.isdigit():
-            raise ConfigurationError(
-                f"the metrics port must be a number 0..65535 (0: any free port), got {value!r}"
-            )
-        value = int(text)
-    if not isinstance(value, int) or not 0 <= value <= 65535:
+    number = value
+    if isinstance(value, str) and value.strip().isdigit():
+        number = int(value)
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 65535:
         raise ConfigurationError(
             f"the metrics port must be a number 0..65535 (0: any free port), got {value!r}"
         )
-    return value
+    return number
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -99,3 +99,9 @@ class Recorder(runtime.Task):
         self.handled.append(message.body)
         worker = self.worker.id if getattr(self, "worker", None) is not None else 0
         _record(message, f" {worker} {id(self)}")
+
+
+def record_failure(failure: runtime.Failure) -> None:
+    """An ``--on-failure`` hook (runs in the consume process's main interpreter)."""
+    with open(os.environ["RUNTIME_TEST_FAILURES"], "a") as fh:
+        fh.write(failure.to_json() + "\n")

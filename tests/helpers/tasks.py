@@ -219,3 +219,23 @@ def nested_executor() -> str:
             return f"ok:{ex.submit(square, 3).result(timeout=20)}"
     except runtime.Error as exc:
         return f"{type(exc).__name__}:{exc}"
+
+
+class Idle(runtime.Task):
+    """Needs no arguments and runs until asked to stop: for the CLI with --metrics-port."""
+
+    def run(self) -> None:
+        while not self.wait_stopping(5.0):
+            pass
+
+
+FAILURES: list[object] = []
+
+
+def remember_failure(failure: object) -> None:
+    """An on_failure hook given by reference; runs in the main interpreter."""
+    FAILURES.append(failure)
+
+
+def failing_hook(failure: object) -> None:
+    raise RuntimeError("the hook itself is broken")
