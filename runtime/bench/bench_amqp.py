@@ -1,8 +1,11 @@
 """RabbitMQ benchmark: consume+ack throughput vs raw pika, CPU-bound scaling, publisher confirms.
 
-    python -m runtime.bench.bench_amqp [--quick] [--json PATH] [--url URL]
+    python -m runtime.bench.bench_amqp [--quick] [--json PATH] [--url URL] [--metrics-overhead]
 
 Every figure is the median of ``--repeats`` runs against the broker at ``--url``.
+``--metrics-overhead`` runs only the no-op consume+ack with metrics on and off, in
+alternating order within the same run (on: counters, histograms and the ops server,
+scraped every 0.1 s; off: ``metrics=False`` and no server).
 Handlers live at module level (workers import them); pika is imported only in the
 main process, so subinterpreter workers never load it.
 """
@@ -94,14 +97,17 @@ def runtime_consumer(
     workers: int,
     backend: str,
     prefetch: int | None,
+    metrics: bool = True,
 ) -> float:
     """Our Consumer on ``workers`` workers: messages per second from start() to the last ack."""
     import runtime
     from runtime.amqp import Consumer
 
     queue = _queue()
-    with runtime.Executor(workers=workers, backend=backend) as executor:
-        consumer = Consumer(handler, queue, url=url, prefetch=prefetch, executor=executor)
+    with runtime.Executor(workers=workers, backend=backend, metrics=metrics) as executor:
+        consumer = Consumer(
+            handler, queue, url=url, prefetch=prefetch, executor=executor, metrics=metrics
+        )
         from runtime.amqp import Publisher
 
         with Publisher(url) as publisher:
@@ -115,6 +121,63 @@ def runtime_consumer(
         consumer.stop()
     _cleanup(url, consumer.topology.queue_names(), [consumer.topology.dead_letter_exchange])
     return count / elapsed
+
+
+class _Scraper:
+    """The ops server plus a client that scrapes /metrics every ``interval`` seconds."""
+
+    def __init__(self, interval: float = 0.1) -> None:
+        import threading
+
+        import runtime
+
+        self.server = runtime.serve_metrics(0, host="127.0.0.1")
+        self.scrapes = 0
+        self._stop = threading.Event()
+        self._interval = interval
+        self._thread = threading.Thread(target=self._run, name="bench-scraper", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        import urllib.request
+
+        while not self._stop.wait(self._interval):
+            with urllib.request.urlopen(self.server.url + "/metrics", timeout=10) as response:
+                response.read()
+            self.scrapes += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.server.close()
+
+
+def metrics_overhead(url: str, count: int, repeats: int, backend: str) -> dict[str, float]:
+    """No-op consume+ack, metrics on vs off, alternating; medians and the overhead in %."""
+    me = __name__ if __name__ != "__main__" else "runtime.bench.bench_amqp"
+    bodies = [b"x"] * count
+    on: list[float] = []
+    off: list[float] = []
+    scrapes = 0
+    for i in range(repeats):
+        for metrics in (True, False) if i % 2 == 0 else (False, True):
+            scraper = _Scraper() if metrics else None
+            try:
+                rate = runtime_consumer(
+                    url, count, f"{me}:noop", bodies, 2, backend, 200, metrics=metrics
+                )
+            finally:
+                if scraper is not None:
+                    scraper.close()
+                    scrapes += scraper.scrapes
+            (on if metrics else off).append(rate)
+    on_rate, off_rate = statistics.median(on), statistics.median(off)
+    return {
+        "metrics_on": on_rate,
+        "metrics_off": off_rate,
+        "overhead_pct": (off_rate - on_rate) / off_rate * 100,
+        "scrapes": scrapes,
+    }
 
 
 def publisher_rate(url: str, count: int, batched: bool) -> float:
@@ -145,6 +208,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--url", default=URL)
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--backend", default="auto")
+    parser.add_argument(
+        "--metrics-overhead",
+        action="store_true",
+        help="only compare no-op consume+ack with metrics on vs off (same run, alternating)",
+    )
     args = parser.parse_args(argv)
     import runtime
 
@@ -167,6 +235,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name:48} {value:12,.0f} {unit}", flush=True)
 
     print(f"RabbitMQ benchmark (Python {results['python']}, backend={chosen}, median of {repeats})")
+
+    def overhead(repeats: int) -> None:
+        figures = metrics_overhead(args.url, n, repeats, args.backend)
+        row("no-op consume+ack, metrics on (scraped 10/s)", figures["metrics_on"])
+        row("no-op consume+ack, metrics off", figures["metrics_off"])
+        results["metrics_overhead_pct"] = round(figures["overhead_pct"], 2)
+        print(f"{'  metrics overhead':48} {figures['overhead_pct']:12.2f} %")
+
+    if args.metrics_overhead:
+        overhead(args.repeats or (3 if quick else 7))
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(results, fh, indent=2)
+        return 0
     raw = _median(lambda: raw_pika(args.url, n, 200), repeats)
     row("raw pika consume+ack (1 consumer, prefetch 200)", raw)
     ours = _median(
@@ -181,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
         repeats,
     )
     row("runtime Consumer no-op (2 workers, default prefetch 8)", ours_default)
+    overhead(repeats)
 
     body = [str(fib_arg).encode()] * cpu_n
     one = _median(

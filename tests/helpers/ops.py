@@ -64,11 +64,22 @@ def wait_for(
         time.sleep(0.02)
 
 
-def wait_for_status(url: str, status: int, timeout: float = 30.0) -> dict[str, Any]:
-    """Poll a JSON endpoint until it answers ``status``; returns that body."""
+def wait_for_status(
+    url: str, status: int, timeout: float = 30.0, alive: Callable[[], object] | None = None
+) -> dict[str, Any]:
+    """Poll a JSON endpoint until it answers ``status``; returns that body.
+
+    Until the server listens, connection errors count as "not yet"; ``alive`` (say, a
+    process's ``poll() is None``) stops the wait early when the server cannot come any more.
+    """
 
     def check() -> dict[str, Any] | None:
-        got, body = get_json(url)
+        if alive is not None and not alive():
+            raise AssertionError(f"{url}: the server went away")
+        try:
+            got, body = get_json(url)
+        except (urllib.error.URLError, ConnectionError):
+            return None
         return body if got == status else None
 
     return wait_for(check, timeout, f"{url} to answer {status}")  # type: ignore[no-any-return]
