@@ -125,6 +125,8 @@ class MetricsServer:
                 f"cannot serve metrics on {host}:{number}: {exc.strerror or exc}"
             ) from None
         self._server.stale_after = float(stale_after)
+        # A client that connects and resets before accept() must not block the accept loop.
+        self._server.socket.setblocking(False)
         self.host = host
         self.port: int = self._server.server_address[1]
         self._wake_r, self._wake_w = os.pipe()

@@ -30,6 +30,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    import runtime
+
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
 H = "tests.amqp.handlers"
@@ -297,3 +299,45 @@ def test_bad_input_is_one_clear_error_before_anything_starts(broker: Broker) -> 
     # Nothing started: the consumer never declared its queue.
     with pytest.raises(pika.exceptions.ChannelClosedByBroker, match="NOT_FOUND"):
         broker._ch().queue_declare(queue, passive=True)
+
+
+def test_consumer_on_failure_in_process_every_backend(
+    backend: str, queue: str, out: Path, broker: Broker, publish: Callable[..., int]
+) -> None:
+    from runtime.amqp import Consumer
+
+    seen: list[runtime.Failure] = []
+    consumer = Consumer(
+        f"{H}:fail_always",
+        queue,
+        url=URL,
+        workers=1,
+        backend=backend,
+        max_attempts=1,
+        on_failure=seen.append,
+    )
+    remember(consumer.topology)
+    with consumer:
+        publish(queue, ["9"], out=str(out))
+        wait_for(lambda: consumer.statistics().dead_lettered == 1, what="the dead-letter")
+    (failure,) = seen  # delivered before stop() returned
+    assert (failure.source, failure.action, failure.exception_type) == (
+        "consumer",
+        "dead_letter",
+        "ValueError",
+    )
+    assert failure.worker is not None
+    assert failure.worker.backend == backend
+    assert "cannot handle 9" in failure.traceback
+    assert broker.count(f"{queue}.dead")[0] == 1
+
+
+def test_bench_switch_compares_metrics_on_and_off() -> None:
+    from runtime.bench.bench_amqp import metrics_overhead
+
+    figures = metrics_overhead(URL, 300, 1, "thread", interval=0.05)
+    assert figures["metrics_on"] > 0
+    assert figures["metrics_off"] > 0
+    assert figures["overhead_pct"] == pytest.approx(
+        (figures["metrics_off"] - figures["metrics_on"]) / figures["metrics_off"] * 100
+    )
