@@ -21,7 +21,8 @@ def get(url: str, timeout: float = 10.0) -> tuple[int, str]:
         with urllib.request.urlopen(url, timeout=timeout) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
+        with exc:  # 3.15 warns about an HTTPError whose body is left open
+            return exc.code, exc.read().decode()
 
 
 def get_json(url: str) -> tuple[int, dict[str, Any]]:
