@@ -11,8 +11,8 @@ from typing import Any
 
 from ._capabilities import Capabilities, capabilities, choose_backend
 from ._errors import ConfigurationError, NotTransferable
-from ._task import check_importable_in_worker, main_module_spec, reference_of, resolve_reference
-from ._wire import dumps
+from ._pickling import by_value, dumps, hint, mode_for
+from ._task import main_module_spec, reference_of, resolve_reference
 
 log = logging.getLogger("runtime")
 _ids = itertools.count(1)
@@ -79,24 +79,28 @@ def pack_bootstrap(bootstrap: Any, backend: str) -> bytes | str | None:
             raise ConfigurationError(
                 f"bootstrap {bootstrap!r} resolves to {fn!r}, which is not callable"
             )
-        check_importable_in_worker(fn, backend, "bootstrap")
-        return bootstrap
+        if not by_value(fn, mode_for(backend)):
+            return bootstrap
+        bootstrap = fn  # '__main__:init' in an interactive session: it travels by value
     if not callable(bootstrap):
         raise ConfigurationError(
             f"bootstrap must be a callable or a 'pkg.mod:name' reference, got {bootstrap!r}"
         )
-    reference_of(bootstrap)
-    check_importable_in_worker(bootstrap, backend, "bootstrap")
-    return dumps(bootstrap)
+    mode = mode_for(backend)
+    if not by_value(bootstrap, mode):
+        reference_of(bootstrap)
+    return pickled(
+        bootstrap, f"the bootstrap {getattr(bootstrap, '__qualname__', bootstrap)!r}", mode
+    )
 
 
-def pickled(obj: Any, what: str) -> bytes:
+def pickled(obj: Any, what: str, mode: str | None) -> bytes:
+    """``obj`` pickled for workers in ``mode`` (see ``_pickling``), or NotTransferable naming ``what``."""
     try:
-        return dumps(obj)
+        return dumps(obj, mode)
     except Exception as exc:
         raise NotTransferable(
-            f"{what} cannot be sent to a worker: {type(exc).__name__}: {exc}. Workers receive "
-            "pickled copies; pass module-level classes/functions and picklable arguments"
+            f"{what} cannot be sent to a worker: {type(exc).__name__}: {exc}. {hint(mode)}"
         ) from exc
 
 
@@ -105,6 +109,7 @@ def init_spec(info: dict[str, Any], backend: str, bootstrap: bytes | str | None)
         "info": info,
         "main": main_module_spec() if backend != "thread" else None,
         "bootstrap": bootstrap,
+        "pickling": mode_for(backend),
     }
 
 

@@ -16,7 +16,6 @@ import contextlib
 import itertools
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._capabilities import Capabilities, capabilities
@@ -39,9 +38,12 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._hub import Hub
+from ._mapping import map_results
+from ._pickling import culprit, mode_for
+from ._pickling import dumps as pickle_for
+from ._pickling import hint as pickling_hint
 from ._policy import resolve_workers
 from ._wire import decode_exception, dumps, frame
-from ._worker import map_chunk
 from .backends import WorkerHandle, create_worker, join_all
 from .ops._executor_ops import ExecutorOps
 
@@ -120,6 +122,8 @@ class Executor(cf.Executor):
             caps.cpu_count if workers is None else workers, caps.cpu_count
         )
         self.backend = resolve_backend(backend, caps)
+        # Callables from an interactive __main__ (REPL, notebook) travel by value.
+        self._pickling = mode_for(self.backend)
         self._bootstrap = pack_bootstrap(bootstrap, self.backend)
         self._ops = ExecutorOps(self, on_failure, metrics)
         self._max_batch = max_batch
@@ -303,20 +307,21 @@ class Executor(cf.Executor):
 
     def _send_batch_now(self, worker: _Worker, batch: list[_Item]) -> None:
         calls = [(item.fn, item.args, item.kwargs) for item in batch]
+        mode = self._pickling
         try:
-            blob = dumps(calls)
+            blob = pickle_for(calls, mode)
         except Exception:
             good: list[_Item] = []
             for item in batch:
                 try:
-                    dumps((item.fn, item.args, item.kwargs))
+                    pickle_for((item.fn, item.args, item.kwargs), mode)
                 except Exception as exc:
                     self._ops.send_failed(item.fn, exc)
                     item.future.set_exception(
                         NotTransferable(
                             f"cannot send the call {_describe(item.fn)}(...) to a {self.backend} worker: "
-                            f"{type(exc).__name__}: {exc}. Arguments and functions must be picklable "
-                            "(module-level functions, no lambdas, locks or open files)"
+                            f"{type(exc).__name__}: {exc}. {culprit(item.fn, mode)}"
+                            f"{pickling_hint(mode)}"
                         )
                     )
                 else:
@@ -324,7 +329,7 @@ class Executor(cf.Executor):
             if not good:
                 return
             batch = good
-            blob = dumps([(i.fn, i.args, i.kwargs) for i in batch])
+            blob = pickle_for([(i.fn, i.args, i.kwargs) for i in batch], mode)
         batch_id = next(self._batch_ids)
         worker.inflight[batch_id] = batch
         self._ops.batch_sent(batch_id)
@@ -365,35 +370,32 @@ class Executor(cf.Executor):
         timeout: float | None = None,
         chunksize: int = 1,
         buffersize: int | None = None,
+        ordered: bool = True,
     ) -> Iterator[T]:
-        """Like ``Executor.map``; items are batched automatically even with ``chunksize=1``."""
-        if not isinstance(chunksize, int) or chunksize < 1:
-            raise ValueError("chunksize must be >= 1.")
-        end = None if timeout is None else time.monotonic() + timeout
-        items = list(zip(*iterables, strict=False))
-        if chunksize == 1:
-            chunksize = max(1, min(self._max_batch, len(items) // (8 * self._count)))
-        futures = [
-            self.submit(map_chunk, fn, items[i : i + chunksize])
-            for i in range(0, len(items), chunksize)
-        ]
-        return self._map_results(futures, end)
+        """Like ``concurrent.futures.Executor.map`` (Python 3.14's, ``buffersize`` included).
 
-    @staticmethod
-    def _map_results(futures: list[cf.Future[Any]], end: float | None) -> Iterator[Any]:
-        try:
-            futures.reverse()
-            while futures:
-                future = futures[-1]
-                remaining = None if end is None else end - time.monotonic()
-                values, error = future.result(remaining)
-                futures.pop()
-                yield from values
-                if error is not None:
-                    raise decode_exception(error)
-        finally:
-            for future in futures:
-                future.cancel()
+        Items travel in chunks; with ``chunksize=1`` and no ``buffersize`` the whole
+        input is read at once and chunked automatically from the item and worker counts.
+        ``buffersize=k`` makes the map lazy: at most ``k`` chunks of ``chunksize`` items
+        are submitted ahead of the results taken, so it works on endless iterators.
+        ``ordered=False`` yields results as their chunks finish instead of in input
+        order. A failing item raises its exception when its turn comes; the chunks not
+        started are cancelled.
+        """
+        return map_results(
+            self,
+            fn,
+            iterables,
+            timeout=timeout,
+            chunksize=chunksize,
+            buffersize=buffersize,
+            ordered=ordered,
+            auto_chunksize=self._auto_chunksize,
+        )
+
+    def _auto_chunksize(self, count: int) -> int:
+        # About 8 chunks per worker keeps every worker busy while amortising the per-job cost.
+        return max(1, min(self._max_batch, count // (8 * self._count)))
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:

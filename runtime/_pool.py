@@ -38,9 +38,10 @@ from ._errors import (
     PoolError,
 )
 from ._hub import Hub
+from ._pickling import dumps, mode_for
 from ._policy import RestartPolicy, resolve_workers, split_by_weight
-from ._task import TaskSpec, check_importable_in_worker
-from ._wire import decode_exception, dumps
+from ._task import TaskSpec
+from ._wire import decode_exception
 from .backends import WorkerHandle, create_worker, join_all
 from .ops._pool_ops import PoolOps
 
@@ -163,10 +164,13 @@ class Pool:
         self.policy = restart or RestartPolicy()
         self.stop_timeout = float(stop_timeout)
         self.handle_signals = handle_signals
+        # Task classes from an interactive __main__ (REPL, notebook) travel by value.
+        self._pickling = mode_for(self.backend)
         kinds = []
         for spec, weight in _normalize_tasks(tasks):
-            check_importable_in_worker(spec.cls, self.backend, "task")
-            blob = pickled(spec, f"task {spec.label} with its constructor arguments")
+            blob = pickled(
+                spec, f"task {spec.label} with its constructor arguments", self._pickling
+            )
             kinds.append(_Kind(spec, blob, weight, spec.label))
         self._kinds = kinds
         split_by_weight([(k, k.weight) for k in kinds], target)  # validates weights vs count
@@ -483,7 +487,7 @@ class Pool:
             return kind.blob
         # Channels among the task's arguments travel to a child as duplicated descriptors.
         with pickling_for_process():
-            return dumps(kind.spec)
+            return dumps(kind.spec, self._pickling)
 
     def _info_running(self, slot: _Slot, worker: WorkerHandle) -> dict[str, Any]:
         info = self._info(slot, worker)

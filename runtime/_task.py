@@ -192,15 +192,3 @@ def main_module_spec() -> dict[str, str] | None:
     if path and os.path.exists(path):
         return {"path": os.path.abspath(path)}
     return None
-
-
-def check_importable_in_worker(obj: Any, backend: str, what: str) -> None:
-    """Fail in the caller when a fresh worker could not find ``obj`` (defined in an interactive ``__main__``)."""
-    if backend == "thread":
-        return
-    if getattr(obj, "__module__", None) == "__main__" and main_module_spec() is None:
-        raise ConfigurationError(
-            f"{what} {getattr(obj, '__qualname__', obj)!r} is defined in an interactive __main__ "
-            f"(no script file) that a fresh {backend} worker cannot re-import; move it to a module "
-            "or use backend='thread'"
-        )

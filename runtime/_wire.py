@@ -1,8 +1,9 @@
 """Framing and serialisation shared by the main side and the worker side.
 
 A frame is an 8-byte big-endian length followed by a pickle. Exceptions travel as
-``(pickled exception or None, type name, message, formatted traceback)`` so that an
-exception that cannot be pickled (or rebuilt) still reaches the caller readably.
+``(pickled exception record or None, type name, message, formatted traceback)`` so
+that an exception that cannot be pickled (or rebuilt) still reaches the caller
+readably; ``_exc_transfer`` builds and rebuilds the record.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import pickle
 import struct
 from typing import Any
 
-HEADER = struct.Struct("!Q")
-PROTOCOL = pickle.HIGHEST_PROTOCOL
-PIPE_SIZE = 1 << 20  # raised from Linux's 64 KiB default, so bursts rarely block a writer
+from ._exc_transfer import ExcPayload as ExcPayload
+from ._exc_transfer import RemoteTraceback as RemoteTraceback
+from ._exc_transfer import decode_exception as decode_exception
+from ._exc_transfer import encode_exception as encode_exception
+from ._pickling import PROTOCOL as PROTOCOL
 
-ExcPayload = tuple[bytes | None, str, str, str]
+HEADER = struct.Struct("!Q")
+PIPE_SIZE = 1 << 20  # raised from Linux's 64 KiB default, so bursts rarely block a writer
 
 
 def frame(payload: bytes) -> bytes:
@@ -108,49 +112,3 @@ def recv_message(fd: int) -> Any:
     if body is None:
         raise EOFError
     return pickle.loads(body)
-
-
-def encode_exception(exc: BaseException) -> ExcPayload:
-    import traceback
-
-    tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    try:
-        data: bytes | None = pickle.dumps(exc, protocol=PROTOCOL)
-    except Exception:
-        data = None
-    name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-    try:
-        message = str(exc)
-    except Exception:
-        message = "<unprintable exception>"
-    return (data, name, message, tb)
-
-
-class RemoteTraceback(Exception):
-    """Attached as ``__cause__`` of an exception re-raised from a worker: the worker-side traceback."""
-
-    def __init__(self, tb: str) -> None:
-        super().__init__(tb)
-        self.tb = tb
-
-    def __str__(self) -> str:
-        return f'\n"""\n{self.tb.rstrip()}\n"""'
-
-
-def decode_exception(payload: ExcPayload, fallback: type[Exception] | None = None) -> BaseException:
-    """Rebuild the worker's exception with its traceback attached, or a ``fallback`` Error."""
-    from ._errors import TaskFailed
-
-    data, name, message, tb = payload
-    exc: BaseException | None = None
-    if data is not None:
-        try:
-            exc = pickle.loads(data)
-        except Exception:
-            exc = None
-    if not isinstance(exc, BaseException):
-        cls = fallback or TaskFailed
-        exc = cls(f"{name}: {message} (the exception could not be rebuilt in the caller)", tb)
-        return exc
-    exc.__cause__ = RemoteTraceback(tb)
-    return exc

@@ -18,10 +18,11 @@ import threading
 import types
 from typing import TYPE_CHECKING, Any
 
-from ._wire import ExcPayload, dumps, encode_exception, recv_message, send_message
+from ._pickling import set_worker_mode, worker_dumps
+from ._wire import ExcPayload, encode_exception, recv_message, send_message
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 __all__ = ["current_context", "current_worker", "importing_main", "serve", "stop_requested"]
 
@@ -242,7 +243,7 @@ def _run_calls(batch_id: int, count: int, blob: bytes, backend: str) -> bytes:
         calls = pickle.loads(blob)
     except Exception as exc:
         _annotate(exc, backend)
-        failure = encode_exception(exc)
+        failure = encode_exception(_not_loadable(exc, backend))
         results = [(False, failure)] * count
     else:
         for fn, args, kwargs in calls:
@@ -252,16 +253,29 @@ def _run_calls(batch_id: int, count: int, blob: bytes, backend: str) -> bytes:
                 _annotate(exc, backend)
                 results.append((False, encode_exception(exc)))
     try:
-        return dumps(("results", batch_id, results))
+        return worker_dumps(("results", batch_id, results))
     except Exception:
-        return dumps(("results", batch_id, [_transferable(ok, value) for ok, value in results]))
+        return worker_dumps(
+            ("results", batch_id, [_transferable(ok, value) for ok, value in results])
+        )
+
+
+def _not_loadable(exc: Exception, backend: str) -> BaseException:
+    """The jobs of a batch could not be unpickled here: say so as a NotTransferable, cause attached."""
+    from ._errors import NotTransferable
+
+    err = NotTransferable(
+        f"the job could not be loaded in the {backend} worker: {type(exc).__name__}: {exc}"
+    )
+    err.__cause__ = exc
+    return err
 
 
 def _transferable(ok: bool, value: Any) -> tuple[bool, Any]:
     if not ok:
         return ok, value
     try:
-        dumps(value)
+        worker_dumps(value)
     except Exception as exc:
         from ._errors import NotTransferable
 
@@ -284,6 +298,7 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
         return
     info: dict[str, Any] = spec["info"]
     os.set_blocking(stop_fd, False)
+    set_worker_mode(spec.get("pickling"))
     state = _WorkerState(info, stop_fd)
     _local.state = state
     backend = info["backend"]
@@ -319,10 +334,11 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
             finalize()
         finally:
             _local.state = None
+            set_worker_mode(None)
 
 
 def map_chunk(
-    fn: Callable[..., Any], chunk: list[tuple[Any, ...]]
+    fn: Callable[..., Any], chunk: Iterable[tuple[Any, ...]]
 ) -> tuple[list[Any], ExcPayload | None]:
     """Run ``fn`` over a chunk of argument tuples, stopping at the first exception (as ``map`` does)."""
     values: list[Any] = []
