@@ -34,6 +34,7 @@ import atexit
 import contextlib
 import functools
 import inspect
+import itertools
 import logging
 import threading
 import weakref
@@ -48,7 +49,14 @@ from ._errors import ConfigurationError
 
 if TYPE_CHECKING:
     import concurrent.futures as cf
-    from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+    from collections.abc import (
+        AsyncIterator,
+        Awaitable,
+        Callable,
+        Coroutine,
+        Iterable,
+        Iterator,
+    )
 
     from anyio.abc import TaskStatus
 
@@ -421,6 +429,66 @@ class AsyncExecutor:
         if size == 1:
             return [f.result() for f in futures]
         return [value for f in futures for value in f.result()[0]]
+
+    def imap(
+        self,
+        fn: Callable[..., T],
+        /,
+        *iterables: Iterable[Any],
+        ordered: bool = True,
+        chunksize: int | None = None,
+        buffersize: int | None = None,
+    ) -> AsyncIterator[T]:
+        """Run ``fn`` over the items and iterate the results: ``async for value in ex.imap(...)``.
+
+        ``ordered=False`` yields each result as soon as its job finished (completion
+        order), for uneven job lengths. ``buffersize=k`` keeps at most ``k`` jobs (chunks
+        of ``chunksize`` items) submitted ahead of the results taken and reads the input
+        only as fast, so it works on endless iterators; without it every item is
+        submitted when iteration starts, chunked as in :meth:`map`. The first failure is
+        raised when its turn comes. Leaving the loop early abandons the rest (jobs not
+        started are cancelled); wrap the iterator in ``contextlib.aclosing`` to do that
+        at once rather than when the generator is collected.
+        """
+        from ._aio_map import stream_results
+        from ._mapping import check_buffersize
+
+        buffersize = check_buffersize(buffersize)
+        zipped = zip(*iterables, strict=False)
+        jobs: Iterable[Any]
+        if buffersize is not None:
+            size = self._chunksize(0, chunksize) if chunksize is not None else 1
+            jobs = itertools.batched(zipped, size) if self._chunked else zipped
+        else:
+            jobs = self._eager_jobs(zipped, chunksize)
+        return stream_results(
+            self._loop,
+            functools.partial(self._submit_job, fn),
+            jobs,
+            buffersize=buffersize,
+            ordered=ordered,
+            chunked=self._chunked,
+            abandon=functools.partial(_abandon, self._executor),
+            outcome=_outcome,
+        )
+
+    def _eager_jobs(
+        self, zipped: Iterator[tuple[Any, ...]], chunksize: int | None
+    ) -> Iterator[Any]:
+        if chunksize is not None:
+            self._chunksize(0, chunksize)  # validate now, not at the first iteration
+        items = list(zipped)
+        if not self._chunked:
+            return iter(items)
+        size = max(1, self._chunksize(len(items), chunksize))
+        return (items[i : i + size] for i in range(0, len(items), size))
+
+    def _submit_job(self, fn: Callable[..., Any], job: Any) -> cf.Future[Any]:
+        if self._chunked:
+            from ._worker import map_chunk
+
+            return self._executor.submit(map_chunk, fn, job)
+        return self._executor.submit(fn, *job)
 
     def _chunksize(self, count: int, chunksize: int | None) -> int:
         if chunksize is not None:

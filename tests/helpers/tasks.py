@@ -176,13 +176,64 @@ def raise_key_error(key: str) -> None:
     raise KeyError(key)
 
 
+class Rejected(Exception):
+    """Its constructor does not round-trip: the default unpickling calls Rejected(message)."""
+
+    def __init__(self, code: int, detail: str) -> None:
+        super().__init__(f"{code}: {detail}")
+        self.code = code
+        self.detail = detail
+
+
+def reject(code: int) -> None:
+    """Raise Rejected from a KeyError, with a note."""
+    try:
+        {}["order-1"]  # noqa: B018
+    except KeyError as exc:
+        err = Rejected(code, "no such order")
+        err.add_note("looked in the order table")
+        raise err from exc
+
+
+def reject_while_handling(code: int) -> None:
+    """Raise Rejected while a ValueError is being handled (implicit __context__)."""
+    try:
+        raise ValueError("first problem")
+    except ValueError:
+        raise Rejected(code, "second problem")  # noqa: B904
+
+
+def reject_if(x: int, bad: int) -> int:
+    if x == bad:
+        raise Rejected(x, "bad item")
+    return x
+
+
+def reject_with_a_lock() -> None:
+    import threading
+
+    err = Rejected(5, "locked")
+    err.lock = threading.Lock()  # type: ignore[attr-defined]
+    raise err
+
+
+def reject_many() -> None:
+    raise ExceptionGroup("several", [Rejected(1, "a"), ValueError("b")])
+
+
 class Unrebuildable(Exception):
-    def __init__(self, a: int, b: int) -> None:
-        super().__init__(f"needs two args: {a} {b}")
+    """Cannot be rebuilt at all: one of its args cannot be pickled."""
 
 
 def raise_unrebuildable() -> None:
-    raise Unrebuildable(1, 2)
+    import threading
+
+    raise Unrebuildable("holds a lock", threading.Lock())
+
+
+class RejectedTask(runtime.Task):
+    def run(self) -> None:
+        raise Rejected(7, "task said no")
 
 
 def return_unpicklable() -> object:
@@ -239,3 +290,10 @@ def remember_failure(failure: object) -> None:
 
 def failing_hook(failure: object) -> None:
     raise RuntimeError("the hook itself is broken")
+
+
+def released_by(gate: runtime.Channel | None, value: object) -> object:
+    """Return ``value`` at once, or once the test sends on ``gate`` (orders jobs without sleeping)."""
+    if gate is not None:
+        gate.recv(timeout=30)
+    return value
