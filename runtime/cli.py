@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,26 +46,39 @@ def _cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _from_source(source: str, weights: dict[str, float], bootstrap: str | None) -> tuple[Any, Any]:
+    """Run ``--source`` once as __main__; bare names (no colon) then refer to its objects."""
+    from ._main_source import load_main_source, lookup
+
+    main = load_main_source(source, sys.stdin)
+    tasks = {(ref if ":" in ref else lookup(main, ref)): w for ref, w in weights.items()}
+    if bootstrap is not None and ":" not in bootstrap:
+        return tasks, lookup(main, bootstrap)
+    return tasks, bootstrap
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     import runtime
 
-    tasks: dict[str, float] | str
-    if len(args.tasks) == 1 and "=" not in args.tasks[0]:
-        tasks = args.tasks[0]
-    else:
-        tasks = {}
-        for item in args.tasks:
-            ref, _, weight = item.partition("=")
-            tasks[ref] = float(weight or 1)
+    weights: dict[str, float] = {}
+    for item in args.tasks:
+        ref, _, weight = item.partition("=")
+        weights[ref] = float(weight or 1)
     from .ops import _cli as ops_cli
 
     try:
         ops_cli.check(args)
+        tasks: Any = weights
+        bootstrap: Any = args.bootstrap
+        if args.source is not None:
+            tasks, bootstrap = _from_source(args.source, weights, bootstrap)
+        if len(args.tasks) == 1 and "=" not in args.tasks[0]:
+            tasks = next(iter(tasks))
         pool = runtime.Pool(
             tasks,
             workers=args.workers,
             backend=args.backend,
-            bootstrap=args.bootstrap,
+            bootstrap=bootstrap,
             restart=runtime.RestartPolicy(max_restarts=args.max_restarts),
             stop_timeout=args.stop_timeout,
             on_failure=args.on_failure,
@@ -99,12 +112,27 @@ def build_parser() -> argparse.ArgumentParser:
     info.set_defaults(func=_cmd_info)
 
     run = sub.add_parser("run", help="run a pool of tasks until they finish or SIGTERM/SIGINT")
-    run.add_argument("tasks", nargs="+", help="pkg.mod:TaskClass, or several as REF=WEIGHT")
+    run.add_argument(
+        "tasks",
+        nargs="+",
+        help="pkg.mod:TaskClass (or TaskClass with --source), or several as REF=WEIGHT",
+    )
+    run.add_argument(
+        "--source",
+        metavar="FILE|-",
+        default=None,
+        help="run this .py file (or the code on stdin: -) once as __main__ first; bare names "
+        "then refer to it. Code from stdin travels to the workers by value, as a REPL's would",
+    )
     run.add_argument("--workers", type=workers_arg, default=1, help="count or fraction of CPUs")
     run.add_argument(
         "--backend", default="auto", choices=["auto", "subinterpreter", "thread", "process"]
     )
-    run.add_argument("--bootstrap", default=None, help="pkg.mod:init run once in each fresh worker")
+    run.add_argument(
+        "--bootstrap",
+        default=None,
+        help="pkg.mod:init (or init with --source), run once per worker",
+    )
     run.add_argument(
         "--max-restarts", type=int, default=None, help="per slot within 60 s (default: unlimited)"
     )

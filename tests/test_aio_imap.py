@@ -107,11 +107,14 @@ async def test_an_endless_input_and_leaving_early(ex: AsyncExecutor) -> None:
 
 @pytest.mark.anyio
 async def test_the_first_failure_is_raised(ex: AsyncExecutor) -> None:
+    async def collect(ordered: bool, got: list[int]) -> None:
+        async for value in ex.imap(tasks.reject_if, range(10), [6] * 10, ordered=ordered):
+            got.append(value)
+
     for ordered in (True, False):
-        got = []
+        got: list[int] = []
         with pytest.raises(tasks.Rejected) as info:
-            async for value in ex.imap(tasks.reject_if, range(10), [6] * 10, ordered=ordered):
-                got.append(value)
+            await collect(ordered, got)
         assert info.value.code == 6
         assert 6 not in got
         if ordered:

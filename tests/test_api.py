@@ -22,7 +22,7 @@ def test_import_is_cheap():
     code = (
         "import sys, runtime; "
         "heavy = [m for m in ('pika', 'anyio', 'asyncio', 'ssl', 'subprocess', 'selectors', "
-        "'prometheus_client', 'http.server') if m in sys.modules]; "
+        "'prometheus_client', 'http.server', 'cloudpickle') if m in sys.modules]; "
         "print(','.join(heavy))"
     )
     out = subprocess.run(

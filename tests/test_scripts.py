@@ -34,6 +34,7 @@ def test_tasks_and_functions_defined_in_main(backend):
     assert out.stdout.count(f"task-ran|{backend}|main-bootstrap") == 2
     assert "completed=2" in out.stdout
     assert "cubes=0,1,8,27,64" in out.stdout
+    assert "cloudpickle-loaded=False,False" in out.stdout
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])

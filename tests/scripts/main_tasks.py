@@ -13,6 +13,10 @@ def cube(x):
     return x**3
 
 
+def loaded(name):
+    return name in sys.modules
+
+
 class MainTask(runtime.Task):
     def run(self):
         print(f"task-ran|{self.worker.backend}|{self.context['from']}", flush=True)
@@ -24,3 +28,6 @@ if __name__ == "__main__":
     print(f"completed={report.completed}", flush=True)
     with runtime.Executor(2, backend=backend, bootstrap=init) as ex:
         print("cubes=" + ",".join(str(v) for v in ex.map(cube, range(5))), flush=True)
+        # A script's __main__ travels by reference: nothing loads cloudpickle, here or there.
+        in_worker = ex.submit(loaded, "cloudpickle").result()
+    print(f"cloudpickle-loaded={loaded('cloudpickle')},{in_worker}", flush=True)

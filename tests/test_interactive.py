@@ -1,0 +1,249 @@
+"""Functions, classes, lambdas and closures from an interactive __main__, in real interpreters.
+
+Each session runs in a subprocess as a user would start it: ``python -c``, ``python -``
+(code on stdin) and the REPL (``python -i`` reading stdin), on every backend. The
+session drives Executor, Pool and runtime.aio with objects defined in it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.timeout(180), pytest.mark.slow]
+ROOT = Path(__file__).parent.parent
+
+# REPL-friendly: a blank line after each compound statement, none inside one.
+SESSION = textwrap.dedent(
+    """\
+    import itertools, sys, threading
+    import anyio
+    import runtime, runtime.aio
+    B = {backend!r}
+    SCALE = 10
+    def sq(x):
+        return x * x + SCALE
+
+    def make_adder(n):
+        return lambda x: x + n
+
+    class Point:
+        def __init__(self, x):
+            self.x = x
+
+    class Rejected(Exception):
+        def __init__(self, code, detail):
+            super().__init__(f"{{code}}: {{detail}}")
+            self.code = code
+
+    def reject(code):
+        raise Rejected(code, "no")
+
+    lock = threading.Lock()
+    def uses_lock():
+        with lock:
+            return 1
+
+    class Hello(runtime.Task):
+        def run(self):
+            print(f"task|{{self.worker.backend}}|{{self.context['from']}}", flush=True)
+
+    ex = runtime.Executor(2, backend=B)
+    print("submit", ex.submit(sq, 3).result(30))
+    print("lambda", ex.submit(lambda x: x * 2, 5).result(30))
+    print("closure", ex.submit(make_adder(10), 1).result(30))
+    p = ex.submit(Point, 7).result(30)
+    print("instance", type(p) is Point, p.x)
+    print("map", list(ex.map(sq, range(4))))
+    print("lazy", list(itertools.islice(ex.map(sq, itertools.count(), buffersize=2), 4)))
+    print("unordered", sorted(ex.map(sq, range(4), ordered=False)))
+    try:
+        ex.submit(reject, 7).result(30)
+    except Rejected as err:
+        print("rejected", err.code)
+
+    try:
+        print("lock-shared", ex.submit(uses_lock).result(30))
+    except runtime.NotTransferable as err:
+        print("not-transferable", "uses_lock" in str(err) and "'lock'" in str(err))
+
+    print("after", ex.submit(sq, 1).result(30))
+    ex.shutdown()
+    report = runtime.Pool(Hello, workers=2, backend=B, bootstrap=lambda: {{"from": "session"}}).run()
+    print("pool", report.completed)
+    async def main():
+        async with runtime.aio.open_executor(1, backend=B) as aex:
+            print("aio-run", await aex.run(sq, 2))
+            print("aio-map", await aex.map(lambda x: -x, [1, 2]))
+            print("aio-imap", sorted([v async for v in aex.imap(sq, range(3), ordered=False)]))
+
+    anyio.run(main)
+    print("cloudpickle", "cloudpickle" in sys.modules)
+    """
+)
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONUNBUFFERED"] = "1"
+    env.pop("PYTHONSTARTUP", None)
+    return env
+
+
+def run_session(how: str, code: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    if how == "-c":
+        args, stdin = ["-c", code], None
+    elif how == "stdin":
+        args, stdin = ["-"], code
+    else:  # the REPL, reading its input from a pipe
+        args, stdin = ["-i"], code
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", *args, *extra],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=150,
+        env=_env(),
+        cwd=ROOT,
+    )
+
+
+@pytest.mark.parametrize("how", ["-c", "stdin", "repl"])
+def test_interactive_session(backend, how):
+    out = run_session(how, SESSION.format(backend=backend))
+    assert out.returncode == 0, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+    lines = set(out.stdout.splitlines())
+    expected = {
+        "submit 19",
+        "lambda 10",
+        "closure 11",
+        "instance True 7",
+        "map [10, 11, 14, 19]",
+        "lazy [10, 11, 14, 19]",
+        "unordered [10, 11, 14, 19]",
+        "rejected 7",
+        "after 11",
+        "pool 2",
+        "aio-run 14",
+        "aio-map [-1, -2]",
+        "aio-imap [10, 11, 14]",
+        "cloudpickle True",
+        # Thread workers share the session: uses_lock goes by reference, the lock is shared.
+        "lock-shared 1" if backend == "thread" else "not-transferable True",
+    }
+    assert expected <= lines, (expected - lines, out.stdout, out.stderr)
+    assert out.stdout.count(f"task|{backend}|session") == 2
+
+
+def test_cloudpickle_is_not_loaded_when_nothing_needs_it(backend):
+    code = textwrap.dedent(
+        f"""\
+        import sys, runtime
+        from tests.helpers import tasks
+        with runtime.Executor(1, backend={backend!r}) as ex:
+            print("results", ex.submit(tasks.square, 4).result(30), list(ex.map(abs, [-1, -2])))
+            print("in-worker", ex.submit(tasks.module_loaded, "cloudpickle").result(30))
+        print("in-caller", "cloudpickle" in sys.modules)
+        """
+    )
+    out = run_session("-c", code)
+    assert out.returncode == 0, out.stderr
+    assert "results 16 [1, 2]" in out.stdout
+    assert "in-worker False" in out.stdout
+    assert "in-caller False" in out.stdout
+
+
+JOBS = textwrap.dedent(
+    """\
+    import runtime
+    GREETING = "hello"
+    class Hello(runtime.Task):
+        def run(self):
+            print(f"{GREETING}|{self.worker.backend}|{self.context}", flush=True)
+
+    def init():
+        return "booted"
+    if __name__ == "__main__":
+        print("ran-as-main", flush=True)
+    """
+)
+
+
+def test_cli_run_takes_task_code_from_stdin(backend):
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runtime",
+            "run",
+            "Hello",
+            "--source",
+            "-",
+            "--workers",
+            "2",
+            "--backend",
+            backend,
+            "--bootstrap",
+            "init",
+        ],
+        input=JOBS,
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env=_env(),
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count(f"hello|{backend}|booted") == 2
+    assert out.stdout.count("ran-as-main") == 1  # once, in the CLI: the code travelled by value
+    assert "completed=2 restarts=0 gave_up=0" in out.stdout
+
+
+def test_cli_run_takes_task_code_from_a_file(backend, tmp_path):
+    jobs = tmp_path / "jobs.py"
+    jobs.write_text(JOBS)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "runtime",
+            "run",
+            "Hello",
+            "--source",
+            str(jobs),
+            "--backend",
+            backend,
+            "--bootstrap",
+            "init",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=100,
+        env=_env(),
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count(f"hello|{backend}|booted") == 1
+    # A file is re-imported by the workers (by reference), under __mp_main__, not run as main.
+    assert out.stdout.count("ran-as-main") == 1
+    assert "completed=1" in out.stdout
+
+
+def test_cli_run_source_names_are_checked():
+    out = subprocess.run(
+        [sys.executable, "-m", "runtime", "run", "Missing", "--source", "-"],
+        input=JOBS,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_env(),
+    )
+    assert out.returncode == 2
+    assert "defines no 'Missing'" in out.stderr
