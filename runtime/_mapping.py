@@ -95,24 +95,34 @@ def map_results(
             future.cancel()
         raise
     # Submitted above, before the first value is asked for; the generator only collects.
-    ref = weakref.ref(executor)
+    feed = _Feed(source, executor, fn)
     if ordered:
-        return _in_order(futures, source, ref, fn, end)
-    return _as_completed(futures, source, ref, fn, end)
+        return _in_order(futures, feed, end)
+    return _as_completed(futures, feed, end)
 
 
-def _submit_next(
-    source: Iterator[Chunk] | None, ref: weakref.ref[cf.Executor], fn: Callable[..., Any]
-) -> cf.Future[Any] | None:
-    if source is None:
-        return None
-    executor = ref()
-    if executor is None:
-        return None
-    chunk = next(source, None)
-    if chunk is None:
-        return None
-    return executor.submit(map_chunk, fn, chunk)
+class _Feed:
+    """Submits the next chunk of a lazy map (nothing for an eager one, or once the executor is gone)."""
+
+    __slots__ = ("fn", "ref", "source")
+
+    def __init__(
+        self, source: Iterator[Chunk] | None, executor: cf.Executor, fn: Callable[..., Any]
+    ) -> None:
+        self.source = source
+        self.ref = weakref.ref(executor)
+        self.fn = fn
+
+    def next(self) -> cf.Future[Any] | None:
+        if self.source is None:
+            return None
+        executor = self.ref()
+        if executor is None:
+            return None
+        chunk = next(self.source, None)
+        if chunk is None:
+            return None
+        return executor.submit(map_chunk, self.fn, chunk)
 
 
 def _remaining(end: float | None) -> float | None:
@@ -128,15 +138,11 @@ def _chunk_result(future: cf.Future[Any], end: float | None) -> tuple[list[Any],
 
 
 def _in_order(
-    futures: collections.deque[cf.Future[Any]],
-    source: Iterator[Chunk] | None,
-    ref: weakref.ref[cf.Executor],
-    fn: Callable[..., Any],
-    end: float | None,
+    futures: collections.deque[cf.Future[Any]], feed: _Feed, end: float | None
 ) -> Iterator[Any]:
     try:
         while futures:
-            nxt = _submit_next(source, ref, fn)
+            nxt = feed.next()
             if nxt is not None:
                 futures.append(nxt)
             # Pop before waiting: no reference to a finished chunk outlives its values.
@@ -150,11 +156,7 @@ def _in_order(
 
 
 def _as_completed(
-    futures: collections.deque[cf.Future[Any]],
-    source: Iterator[Chunk] | None,
-    ref: weakref.ref[cf.Executor],
-    fn: Callable[..., Any],
-    end: float | None,
+    futures: collections.deque[cf.Future[Any]], feed: _Feed, end: float | None
 ) -> Iterator[Any]:
     done: queue.SimpleQueue[cf.Future[Any]] = queue.SimpleQueue()
     pending = dict.fromkeys(futures)
@@ -168,7 +170,7 @@ def _as_completed(
             except queue.Empty:
                 raise TimeoutError from None
             del pending[future]
-            nxt = _submit_next(source, ref, fn)
+            nxt = feed.next()
             if nxt is not None:
                 pending[nxt] = None
                 nxt.add_done_callback(done.put)

@@ -355,8 +355,8 @@ class AsyncExecutor:
 
     Made by :func:`open_executor`; it can also wrap any executor you manage yourself
     (``AsyncExecutor(ThreadPoolExecutor())``) — create it inside the event loop that
-    uses it. Callables and arguments travel to the workers pickled, so use
-    module-level functions.
+    uses it. Callables and arguments travel to the workers pickled: by reference
+    from modules and scripts, by value from a notebook or the REPL.
     """
 
     def __init__(self, executor: cf.Executor) -> None:

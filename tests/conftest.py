@@ -29,6 +29,13 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The event loop of ``@pytest.mark.anyio`` tests: each runs on asyncio and on trio."""
+    name: str = request.param
+    return name
+
+
 @pytest.fixture(autouse=True)
 def _no_leaked_workers():
     """Every test must leave no worker thread, interpreter or process behind."""

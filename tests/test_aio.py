@@ -28,11 +28,6 @@ pytestmark = pytest.mark.timeout(60)
 ANYIO_BACKENDS = ["asyncio", "trio"]
 
 
-@pytest.fixture(params=ANYIO_BACKENDS)
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
 
 @pytest.fixture
 async def ex(backend: str) -> AsyncIterator[AsyncExecutor]:

@@ -20,11 +20,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.timeout(60)
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    name: str = request.param
-    return name
-
 
 @pytest.fixture
 async def ex(backend: str) -> AsyncIterator[AsyncExecutor]:

@@ -96,22 +96,27 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run_session(how: str, code: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    if how == "-c":
-        args, stdin = ["-c", code], None
-    elif how == "stdin":
-        args, stdin = ["-"], code
-    else:  # the REPL, reading its input from a pipe
-        args, stdin = ["-i"], code
+def python(
+    *args: str, stdin: str | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    """Run this interpreter as a user would, with the repository importable."""
     return subprocess.run(
-        [sys.executable, "-W", "ignore", *args, *extra],
+        [sys.executable, "-W", "ignore", *args],
         input=stdin,
         capture_output=True,
         text=True,
         timeout=150,
         env=_env(),
-        cwd=ROOT,
+        cwd=cwd,
     )
+
+
+def run_session(how: str, code: str) -> subprocess.CompletedProcess[str]:
+    if how == "-c":
+        return python("-c", code)
+    if how == "stdin":
+        return python("-", stdin=code)
+    return python("-i", stdin=code)  # the REPL, reading its input from a pipe
 
 
 @pytest.mark.parametrize("how", ["-c", "stdin", "repl"])
@@ -176,29 +181,24 @@ JOBS = textwrap.dedent(
 )
 
 
+def run_cli(
+    *args: str, stdin: str | None = None, cwd: Path = ROOT
+) -> subprocess.CompletedProcess[str]:
+    return python("-m", "runtime", "run", *args, stdin=stdin, cwd=cwd)
+
+
 def test_cli_run_takes_task_code_from_stdin(backend):
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runtime",
-            "run",
-            "Hello",
-            "--source",
-            "-",
-            "--workers",
-            "2",
-            "--backend",
-            backend,
-            "--bootstrap",
-            "init",
-        ],
-        input=JOBS,
-        capture_output=True,
-        text=True,
-        timeout=100,
-        env=_env(),
-        cwd=ROOT,
+    out = run_cli(
+        "Hello",
+        "--source",
+        "-",
+        "--workers",
+        "2",
+        "--backend",
+        backend,
+        "--bootstrap",
+        "init",
+        stdin=JOBS,
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.count(f"hello|{backend}|booted") == 2
@@ -209,25 +209,8 @@ def test_cli_run_takes_task_code_from_stdin(backend):
 def test_cli_run_takes_task_code_from_a_file(backend, tmp_path):
     jobs = tmp_path / "jobs.py"
     jobs.write_text(JOBS)
-    out = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "runtime",
-            "run",
-            "Hello",
-            "--source",
-            str(jobs),
-            "--backend",
-            backend,
-            "--bootstrap",
-            "init",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=100,
-        env=_env(),
-        cwd=tmp_path,
+    out = run_cli(
+        "Hello", "--source", str(jobs), "--backend", backend, "--bootstrap", "init", cwd=tmp_path
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.count(f"hello|{backend}|booted") == 1
@@ -237,13 +220,6 @@ def test_cli_run_takes_task_code_from_a_file(backend, tmp_path):
 
 
 def test_cli_run_source_names_are_checked():
-    out = subprocess.run(
-        [sys.executable, "-m", "runtime", "run", "Missing", "--source", "-"],
-        input=JOBS,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=_env(),
-    )
+    out = run_cli("Missing", "--source", "-", stdin=JOBS)
     assert out.returncode == 2
     assert "defines no 'Missing'" in out.stderr

@@ -105,3 +105,19 @@ def record_failure(failure: runtime.Failure) -> None:
     """An ``--on-failure`` hook (runs in the consume process's main interpreter)."""
     with open(os.environ["RUNTIME_TEST_FAILURES"], "a") as fh:
         fh.write(failure.to_json() + "\n")
+
+
+class Halt(BaseException):
+    """Not an Exception, so it escapes the handler wrapper and is decoded in the caller.
+
+    Its constructor does not round-trip (the default unpickling would call Halt(message)).
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"{code}: {reason}")
+        self.code = code
+
+
+def halt(message: Message) -> None:
+    _record(message)
+    raise Halt(503, f"halted on {message.body.decode()}")
