@@ -177,13 +177,24 @@ def reference_of(obj: Any) -> str:
     return f"{module}:{qualname}"
 
 
+# REPLs that run as a package's __main__ (3.13's new REPL is `python -m _pyrepl` under the
+# hood; `python -m asyncio` is asyncio's REPL): what is typed there is no module a worker can
+# re-import, and re-running the package in a worker would start another REPL.
+_REPL_MAINS = frozenset({"_pyrepl.__main__", "asyncio.__main__"})
+
+
 def main_module_spec() -> dict[str, str] | None:
-    """How a fresh worker can re-import the parent's ``__main__`` (as multiprocessing's spawn does)."""
+    """How a fresh worker can re-import the parent's ``__main__`` (as multiprocessing's spawn does).
+
+    None for an interactive ``__main__`` (REPL, ``-c``, stdin, IPython, Jupyter).
+    """
     main = sys.modules.get("__main__")
     if main is None:
         return None
     spec = getattr(main, "__spec__", None)
     name = getattr(spec, "name", None)
+    if name in _REPL_MAINS:
+        return None
     if name and name != "__main__":
         if name.endswith(".__main__"):
             name = name[: -len(".__main__")]

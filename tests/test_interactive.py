@@ -7,10 +7,17 @@ session drives Executor, Pool and runtime.aio with objects defined in it.
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import re
+import select
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -147,6 +154,24 @@ def test_interactive_session(backend, how):
     assert out.stdout.count(f"task|{backend}|session") == 2
 
 
+def test_asyncio_repl(backend):
+    # `python -m asyncio`: __main__ is asyncio's module, the session lives in another namespace.
+    # (One-line definitions: its 3.13.0 line reader does not take indented blocks from a pipe.)
+    code = textwrap.dedent(
+        f"""\
+        import runtime
+        def sq(x): return x * x + 1
+
+        ex = runtime.Executor(1, backend={backend!r})
+        print("asyncio-repl", ex.submit(sq, 3).result(30), ex.submit(lambda: 5).result(30))
+        ex.shutdown()
+        """
+    )
+    out = python("-m", "asyncio", stdin=code)
+    assert "asyncio-repl 10 5" in out.stdout, out.stderr
+    assert "Traceback" not in out.stderr, out.stderr
+
+
 def test_cloudpickle_is_not_loaded_when_nothing_needs_it(backend):
     code = textwrap.dedent(
         f"""\
@@ -223,3 +248,92 @@ def test_cli_run_source_names_are_checked():
     out = run_cli("Missing", "--source", "-", stdin=JOBS)
     assert out.returncode == 2
     assert "defines no 'Missing'" in out.stderr
+
+
+class Terminal:
+    """Drive an interactive interpreter through a pseudo-terminal, as a person at a keyboard would.
+
+    Every step waits for the terminal to show something (the typed line echoed, the next
+    prompt, an expected output), never for a fixed time.
+    """
+
+    _ESCAPES = re.compile(r"\x1b\[[0-9;?]*[@-~]|\x1b[=>]|\r")
+
+    def __init__(self, backend: str) -> None:
+        self.master, slave = pty.openpty()
+        # Wide enough that no typed line wraps (a wrapped line is redrawn with markers).
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 250, 0, 0))
+        env = _env()
+        env.update(TERM="xterm", NO_COLOR="1", PYTHON_COLORS="0")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-q", "-W", "ignore"],
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            env=env,
+            cwd=ROOT,
+            close_fds=True,
+        )
+        os.close(slave)
+        self.text = ""
+        self.expect(">>> ", 0)
+
+    def _read(self, timeout: float) -> bool:
+        if not select.select([self.master], [], [], timeout)[0]:
+            return True
+        try:
+            data = os.read(self.master, 65536)
+        except OSError:  # the child closed the terminal
+            return False
+        self.text += self._ESCAPES.sub("", data.decode(errors="replace"))
+        return bool(data)
+
+    def expect(self, marker: str, start: int, timeout: float = 90.0) -> None:
+        end = time.monotonic() + timeout
+        while marker not in self.text[start:]:
+            if time.monotonic() > end or not self._read(0.5):
+                raise AssertionError(f"the terminal never showed {marker!r}:\n{self.text[-3000:]}")
+
+    def line(self, text: str) -> None:
+        start = len(self.text)
+        os.write(self.master, text.encode())
+        if text:
+            self.expect(text, start)  # echoed: the REPL has taken every key
+        start = len(self.text)
+        os.write(self.master, b"\r")
+        self.expect(" ", start)  # the next prompt (">>> " or "... ") or output follows
+
+    def close(self) -> int:
+        try:
+            os.write(self.master, b"exit()\r")
+            end = time.monotonic() + 60
+            while self.proc.poll() is None and time.monotonic() < end and self._read(0.5):
+                pass
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            code = self.proc.wait(30)
+            os.close(self.master)
+        return code
+
+
+def test_terminal_repl_through_a_pty(backend):
+    """The REPL a person gets by typing ``python`` (3.13's new REPL runs as ``_pyrepl.__main__``)."""
+    term = Terminal(backend)
+    try:
+        term.line("import runtime")
+        term.line("def sq(x): return x * x + 1")
+        term.line("")
+        term.line(f"ex = runtime.Executor(1, backend={backend!r})")
+        term.line("print('OUT', ex.submit(sq, 3).result(30), ex.submit(lambda: 5).result(30))")
+        term.expect("OUT 10 5", 0)
+        term.line("ex.shutdown()")
+        term.line("class Hi(runtime.Task): run = lambda self: print('OUT-TASK', flush=True)")
+        term.line("")
+        term.line(f"print('OUT-POOL', runtime.Pool(Hi, backend={backend!r}).run().completed)")
+        term.expect("OUT-POOL 1", 0)
+    finally:
+        code = term.close()
+    assert "OUT-TASK" in term.text
+    assert "Traceback" not in term.text, term.text
+    assert code == 0
