@@ -131,3 +131,10 @@ def test_decode_without_a_record_falls_back():
     rebuilt = decode_exception((data, name, message, tb))
     assert type(rebuilt) is ValueError
     assert isinstance(rebuilt.__cause__, RemoteTraceback)
+
+
+def test_a_job_that_cannot_be_loaded_in_the_worker_is_not_transferable(ex):
+    with pytest.raises(runtime.NotTransferable, match="could not be loaded") as info:
+        ex.submit(tasks.add, tasks.LoadsBadly()).result(timeout=20)
+    assert isinstance(info.value.__cause__, ImportError)
+    assert ex.submit(tasks.add, 1, 2).result(timeout=20) == 3

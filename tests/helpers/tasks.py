@@ -303,3 +303,14 @@ def module_loaded(name: str) -> bool:
     import sys
 
     return name in sys.modules
+
+
+def refuse_to_load() -> object:
+    raise ImportError("this object cannot be rebuilt here")
+
+
+class LoadsBadly:
+    """Pickles fine in the caller; unpickling it (in the worker) raises."""
+
+    def __reduce__(self) -> tuple[object, tuple[()]]:
+        return (refuse_to_load, ())
