@@ -10,7 +10,6 @@ the RabbitMQ consumer (both imported only when used).
 from __future__ import annotations
 
 import sys as _sys
-from typing import TYPE_CHECKING
 
 from ._errors import BackendUnavailable as BackendUnavailable
 from ._errors import BootstrapError as BootstrapError
@@ -29,6 +28,9 @@ from ._errors import TaskFailed as TaskFailed
 from ._errors import WorkerCrashed as WorkerCrashed
 from ._lazy import lazy_exports
 
+# Not typing.TYPE_CHECKING: every fresh worker imports this package, and typing costs
+# each of them milliseconds. Type checkers treat any TYPE_CHECKING name as True.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ._capabilities import Capabilities as Capabilities
     from ._capabilities import capabilities as capabilities
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
     from .ops._failure import Failure as Failure
     from .ops._server import MetricsServer as MetricsServer
     from .ops._server import serve_metrics as serve_metrics
+del TYPE_CHECKING
 
 __version__ = "0.1.0"
 

@@ -2,21 +2,33 @@
 
 Data path: ``submit`` queues a work item and, when a worker has room, pickles a
 *batch* of queued items onto that worker's pipe (one syscall). The worker loop
-wakes on the read, runs the batch, writes one result frame. The hub thread in the
-main interpreter reads it and completes the futures. Nothing polls. A worker that
-dies fails only its own in-flight futures and is replaced: the executor never
-becomes "broken" the way the stdlib pools do.
+wakes on the read, runs the batch, writes one result frame. Whoever holds the
+executor inbox's reader role (``runtime._inbox``) reads it and completes the
+futures in one place, :meth:`Executor._complete_batch`: a caller blocked in
+``result()``, an event loop awaiting results, or the hub thread when nobody else
+reads. Nothing polls. A worker that dies fails only its own in-flight futures and
+is replaced: the executor never becomes "broken" the way the stdlib pools do.
+
+Start-up does not wait: the constructor starts every worker and returns; jobs
+queue until the first worker is ready, and while the first workers boot a ready
+worker takes one batch at a time, so a burst still spreads over all of them.
+A bootstrap that fails in one of the first workers breaks the executor, and the
+error (with the worker's traceback) is raised by the next ``submit`` (and
+:meth:`Executor.wait_ready`) and set on every queued job's future.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
-import contextlib
 import itertools
 import logging
+import sysconfig
 import threading
-from typing import TYPE_CHECKING, Any, TypeVar
+import time
+from _thread import RLock as _RLock
+from threading import get_ident
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._capabilities import Capabilities, capabilities
 from ._channel import pickling_for_process
@@ -38,12 +50,14 @@ from ._errors import (
     WorkerCrashed,
 )
 from ._hub import Hub
+from ._inbox import Inbox
 from ._mapping import map_results
 from ._pickling import culprit, mode_for
 from ._pickling import dumps as pickle_for
 from ._pickling import hint as pickling_hint
 from ._policy import resolve_workers
-from ._wire import decode_exception, dumps, frame
+from ._wire import DONE as _DONE
+from ._wire import calls_frame, decode_exception, dumps, encode_exception
 from .backends import WorkerHandle, create_worker, join_all
 from .ops._executor_ops import ExecutorOps
 
@@ -56,6 +70,30 @@ log = logging.getLogger("runtime")
 T = TypeVar("T")
 
 _MAX_INFLIGHT = 2  # batches queued per worker: one running, one ready to go
+#: Reading a finished future's fields without its lock is safe under the GIL; a
+#: free-threaded build takes the stdlib's locked path.
+_PLAIN_READS = not sysconfig.get_config_var("Py_GIL_DISABLED")
+_CONDITION_BUILT = threading.Lock()
+
+
+class Completion(Protocol):
+    """What the executor needs of a job's future: ``concurrent.futures.Future``'s protocol.
+
+    ``submit`` returns a real Future; the async front awaits single jobs through a leaner
+    ``runtime._loop_reader.Call``.
+    """
+
+    _state: str
+
+    def set_running_or_notify_cancel(self) -> bool: ...
+
+    def set_result(self, result: Any) -> None: ...
+
+    def set_exception(self, exception: BaseException | None) -> None: ...
+
+    def cancel(self) -> bool: ...
+
+    def done(self) -> bool: ...
 
 
 class _Item:
@@ -63,7 +101,7 @@ class _Item:
 
     def __init__(
         self,
-        future: cf.Future[Any],
+        future: Completion,
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
@@ -75,16 +113,133 @@ class _Item:
 
 
 class _Worker:
-    __slots__ = ("handle", "inflight", "ready")
+    __slots__ = ("booting", "handle", "inflight", "initial", "ready")
 
-    def __init__(self, handle: WorkerHandle) -> None:
+    def __init__(self, handle: WorkerHandle, initial: bool) -> None:
         self.handle = handle
         self.ready = False
+        self.initial = initial  # started by the constructor: its boot failure breaks the executor
+        self.booting = initial  # counted in Executor._booting until it booted or failed
         self.inflight: dict[int, list[_Item]] = {}
+
+
+class _Future(cf.Future[T]):
+    """A future whose ``result()`` reads the executor's completions itself when it can.
+
+    A caller blocked here holds the inbox's reader role if it is free, so the worker's
+    write wakes the caller directly; otherwise it waits as any ``concurrent.futures``
+    caller does, and whoever reads completes the future.
+
+    The stdlib's methods on every job's path (create, start, finish, read the result)
+    are redone here with the same states and the same lock, minus what costs Python
+    calls per job: the ``Condition`` is built only when a thread waits on it the
+    stdlib's way (``__getattr__``, around the future's own lock, which the fast paths
+    take directly), no ``notify_all`` with nobody waiting, no callbacks when none.
+    ``tests/test_executor.py`` checks that the attributes match the stdlib's Future.
+    """
+
+    def __init__(self, inbox: Inbox) -> None:
+        # cf.Future.__init__, but the Condition (about half of its cost) waits for a waiter.
+        self._lock = _RLock()
+        self._state = "PENDING"
+        self._result = None
+        self._exception = None
+        self._waiters = _Waiters(inbox)
+        self._done_callbacks: list[Callable[[cf.Future[T]], object]] = []
+        self._inbox = inbox
+
+    def __getattr__(self, name: str) -> Any:
+        if name != "_condition":
+            raise AttributeError(name)
+        with _CONDITION_BUILT:  # once per future, by whoever needs it first
+            condition = self.__dict__.get("_condition")
+            if condition is None:
+                condition = self.__dict__["_condition"] = threading.Condition(self._lock)
+        return condition
+
+    def result(self, timeout: float | None = None) -> T:
+        if self._state not in _DONE:  # a racy peek: the stdlib's own wait follows anyway
+            timeout = self._inbox.wait(self, timeout)
+        if _PLAIN_READS and self._state == "FINISHED" and self._exception is None:
+            # Under the GIL a finished future's result is final: no lock needed to read it.
+            return self._result  # type: ignore[no-any-return,return-value]
+        return super().result(timeout)
+
+    def done(self) -> bool:
+        return self._state in _DONE
+
+    def set_running_or_notify_cancel(self) -> bool:
+        with self._lock:
+            if self._state == "PENDING":
+                self._state = "RUNNING"
+                return True
+        return super().set_running_or_notify_cancel()  # cancelled (or misused): the stdlib's path
+
+    def exception(self, timeout: float | None = None) -> BaseException | None:
+        if self._state not in _DONE:
+            timeout = self._inbox.wait(self, timeout)
+        return super().exception(timeout)
+
+    def set_result(self, result: T) -> None:
+        with self._lock:
+            if self._state in _DONE:
+                raise cf.InvalidStateError(f"{self._state}: {self!r}")
+            self._result = result
+            self._state = "FINISHED"
+            for waiter in self._waiters:
+                waiter.add_result(self)
+            condition = self.__dict__.get("_condition")  # None: nobody ever waited on it
+            if condition is not None:
+                condition.notify_all()
+        if self._done_callbacks:  # type: ignore[attr-defined]
+            self._invoke_callbacks()  # type: ignore[attr-defined]
+        inbox = self._inbox
+        if self is inbox._watched and inbox._holder != get_ident():  # inbox.completed(), inlined
+            inbox._poke()
+
+    def set_exception(self, exception: BaseException | None) -> None:
+        super().set_exception(exception)
+        self._inbox.completed(self)
+
+    def cancel(self) -> bool:
+        cancelled = super().cancel()
+        if cancelled:
+            self._inbox.completed(self)
+        return cancelled
+
+    def add_done_callback(self, fn: Callable[[cf.Future[T]], object]) -> None:
+        # Whoever submitted may now wait for the callback instead of reading: let the hub read.
+        self._inbox.unreserve()
+        super().add_done_callback(fn)
+
+
+class _Waiters(list[Any]):
+    """``Future._waiters``: ``concurrent.futures.wait``/``as_completed`` append theirs here.
+
+    Such a caller waits on an event, not by reading, so its reservation (taken by
+    ``submit``) is handed to the hub at once instead of after the grace period.
+    """
+
+    __slots__ = ("_inbox",)
+
+    def __init__(self, inbox: Inbox) -> None:
+        super().__init__()
+        self._inbox = inbox
+
+    def append(self, waiter: Any) -> None:
+        self._inbox.unreserve()
+        super().append(waiter)
 
 
 def _describe(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__qualname__
+
+
+def _fail(items: list[_Item], error: BaseException) -> None:
+    """Fail the running jobs ``items`` that are not done yet with ``error``."""
+    for item in items:
+        if not item.future.done():
+            item.future.set_exception(error)
 
 
 class Executor(cf.Executor):
@@ -124,6 +279,8 @@ class Executor(cf.Executor):
         self.backend = resolve_backend(backend, caps)
         # Callables from an interactive __main__ (REPL, notebook) travel by value.
         self._pickling = mode_for(self.backend)
+        # Channels in a call are pickled as duplicated fds for a child process.
+        self._send_batch = self._send_to_process if self.backend == "process" else self._send
         self._bootstrap = pack_bootstrap(bootstrap, self.backend)
         self._ops = ExecutorOps(self, on_failure, metrics)
         self._max_batch = max_batch
@@ -133,13 +290,16 @@ class Executor(cf.Executor):
         self._spawned: list[WorkerHandle] = []  # every worker ever started, joined at shutdown
         self._batch_ids = itertools.count(1)
         self._shutdown = False
-        self._up = False  # every initial worker booted: later boot failures do not break us
         self._broken: BaseException | None = None
-        self._all_exited = threading.Event()
+        self._booting = 0  # initial workers that have neither booted nor failed
         self._boot_done = threading.Condition(self._lock)
+        self._all_exited = threading.Event()
         self._hub = Hub(name="runtime-executor-hub")
+        self._inbox = Inbox(self._hub)
         try:
-            self._start_workers()
+            with self._lock:
+                for _ in range(self._count):
+                    self._spawn(initial=True)
         except BaseException:
             self._teardown_now()
             raise
@@ -147,11 +307,16 @@ class Executor(cf.Executor):
         close_at_exit(self)
 
     # ------------------------------------------------------------------ start-up
-    def _spawn(self) -> _Worker:
+    def _spawn(self, *, initial: bool = False) -> _Worker:
         handle = create_worker(
-            self.backend, next_worker_id(), self._hub, self._on_message, self._on_closed
+            self.backend,
+            next_worker_id(),
+            self._hub,
+            self._on_message,
+            self._on_closed,
+            reader=self._inbox,
         )
-        worker = _Worker(handle)
+        worker = _Worker(handle, initial)
         self._workers[handle.id] = worker
         self._spawned.append(handle)
         info = {
@@ -167,44 +332,29 @@ class Executor(cf.Executor):
         except Exception as exc:
             self._workers.pop(handle.id, None)
             raise BackendUnavailable(f"could not start a {self.backend} worker: {exc}") from exc
+        if initial:
+            self._booting += 1
         return worker
 
-    def _start_workers(self) -> None:
-        with self._lock:
-            for _ in range(self._count):
-                self._spawn()
-            while self._broken is None and not all(w.ready for w in self._workers.values()):
-                self._boot_done.wait()
-            if self._broken is not None:
-                raise self._broken
-            self._up = True
-
-    # ------------------------------------------------------------------ hub callbacks
+    # ------------------------------------------------------------------ worker messages
+    # Handlers run on whichever thread reads the inbox. Each must be idempotent: a reader
+    # interrupted by a signal handler leaves the message for the next reader to handle again.
     def _on_message(self, handle: WorkerHandle, msg: tuple[Any, ...]) -> None:
         kind = msg[0]
         if kind == "results":
-            with self._lock:
-                worker = self._workers.get(handle.id)
-                items = worker.inflight.pop(msg[1], None) if worker else None
-            if items is not None:
-                for item, (ok, value) in zip(items, msg[2], strict=True):
-                    if ok:
-                        item.future.set_result(value)
-                    else:
-                        item.future.set_exception(decode_exception(value))
-                self._ops.batch_done(msg[1], items, msg[2], handle)
-            with self._lock:
-                self._dispatch()
-                self._maybe_finish()
+            self._complete_batch(handle, msg[1], msg[2])
+        elif kind == "results_failed":
+            self._complete_batch(handle, msg[1], None, msg[2])
         elif kind == "ready":
             warn_if_gil_returned(msg[2], self._caps, self.backend)
             with self._lock:
                 handle.pid = msg[1]
                 worker = self._workers.get(handle.id)
-                if worker is not None:
+                if worker is not None and not worker.ready:
                     worker.ready = True
-                self._boot_done.notify_all()
+                    self._booted(worker)
                 self._dispatch()
+                self._maybe_finish()  # shut down before it booted: it may leave now
         elif kind == "boot_failed":
             payload, refused = msg[1], msg[2]
             _, name, message, tb = payload
@@ -215,13 +365,67 @@ class Executor(cf.Executor):
                 tb,
             )
             with self._lock:
-                self._workers.pop(handle.id, None)
-                if self._broken is None and (not self._workers or not self._up):
+                worker = self._workers.pop(handle.id, None)
+                if worker is None:
+                    return  # handled already
+                self._booted(worker)
+                if self._broken is None and (not self._workers or worker.initial):
                     self._broken = error
                     self._fail_pending(error)
                 else:  # a replacement failed to boot; the others carry on
                     log.error("runtime: a replacement worker could not start: %s", error)
-                self._boot_done.notify_all()
+                self._maybe_finish()
+
+    def _booted(self, worker: _Worker) -> None:
+        """``worker`` is past its boot (ready, failed or gone). Called with the lock held."""
+        if worker.booting:
+            worker.booting = False
+            self._booting -= 1
+            self._boot_done.notify_all()
+
+    def _complete_batch(
+        self,
+        handle: WorkerHandle,
+        batch_id: int,
+        results: list[tuple[bool, Any]] | None,
+        failure: str | None = None,
+    ) -> None:
+        """Complete one finished batch's futures: every batch that ends well passes here.
+
+        ``results`` holds ``(ok, value)`` per job; None (with ``failure``) when they could
+        not be rebuilt in this process. Idempotent (see above): futures already done are
+        skipped, and the batch leaves ``inflight`` only once all of them are done. The
+        ops hooks (metrics, ``on_failure``) see every batch here, whoever read it.
+        """
+        # Plain lookups: the batch went into `inflight` before its calls were written.
+        worker = self._workers.get(handle.id)
+        items = worker.inflight.get(batch_id) if worker is not None else None
+        if worker is None or items is None:
+            return
+        if results is None:
+            error = NotTransferable(
+                f"the results of {len(items)} job(s) (first: {_describe(items[0].fn)}) could "
+                f"not be rebuilt in the caller: {failure}"
+            )
+            _fail(items, error)
+            self._ops.batch_done(
+                batch_id, items, [(False, encode_exception(error))] * len(items), handle
+            )
+        else:
+            for item, (ok, value) in zip(items, results, strict=True):
+                future = item.future
+                if future._state == "FINISHED":  # handled before an interruption
+                    continue
+                if ok:
+                    future.set_result(value)
+                else:
+                    future.set_exception(decode_exception(value))
+            self._ops.batch_done(batch_id, items, results, handle)
+        with self._lock:
+            del worker.inflight[batch_id]
+            if self._pending:
+                self._dispatch()
+            if self._shutdown:
                 self._maybe_finish()
 
     def _on_closed(self, handle: WorkerHandle) -> None:
@@ -233,14 +437,15 @@ class Executor(cf.Executor):
                 return
             lost = [item for items in worker.inflight.values() for item in items]
             was_ready = worker.ready
+            was_initial = worker.initial
+            if not was_ready:
+                self._booted(worker)
         if lost:
             error = WorkerCrashed(
                 f"{handle.describe_exit()} while running {len(lost)} job(s) "
                 f"(first: {_describe(lost[0].fn)}); those jobs failed, the worker was replaced"
             )
-            for item in lost:
-                if not item.future.done():
-                    item.future.set_exception(error)
+            _fail(lost, error)
             self._ops.worker_lost(handle, worker.inflight, error)
         with self._lock:
             if not self._shutdown and self._broken is None:
@@ -251,11 +456,10 @@ class Executor(cf.Executor):
                         self._spawn()
                     except Exception as exc:
                         log.error("runtime: could not replace a worker: %s", exc)
-                elif not self._up or not self._workers:
+                elif was_initial or not self._workers:
                     self._broken = BootstrapError(
                         f"a fresh {self.backend} worker died while bootstrapping: {handle.describe_exit()}"
                     )
-                    self._boot_done.notify_all()
                 else:  # a replacement died while booting; the others carry on
                     log.error(
                         "runtime: a replacement worker died while bootstrapping: %s",
@@ -275,9 +479,27 @@ class Executor(cf.Executor):
 
     def _dispatch(self) -> None:
         """Hand queued items to workers with room. Called with the lock held."""
-        if not self._pending:
+        pending = self._pending
+        if not pending:
             return
-        ready = [w for w in self._workers.values() if w.ready and len(w.inflight) < _MAX_INFLIGHT]
+        # While the first workers boot, a ready one takes a single batch: a burst submitted
+        # right after the constructor must not all land on whichever worker booted first.
+        room = 1 if self._booting else _MAX_INFLIGHT
+        if len(pending) == 1:  # one call (the latency path): the least-loaded worker takes it
+            best: _Worker | None = None
+            for worker in self._workers.values():
+                if worker.ready and len(worker.inflight) < room:
+                    if not worker.inflight:
+                        best = worker
+                        break
+                    if best is None or len(worker.inflight) < len(best.inflight):
+                        best = worker
+            if best is not None:
+                item = pending.popleft()
+                if item.future.set_running_or_notify_cancel():
+                    self._send_batch(best, [item])
+            return
+        ready = [w for w in self._workers.values() if w.ready and len(w.inflight) < room]
         if not ready:
             return
         # One batch per worker per pass, least-loaded first, so a burst spreads out.
@@ -296,20 +518,17 @@ class Executor(cf.Executor):
                         batch.append(item)
                 if batch:
                     self._send_batch(worker, batch)
-            ready = [w for w in ready if len(w.inflight) < _MAX_INFLIGHT and w.ready]
+            ready = [w for w in ready if len(w.inflight) < room and w.ready]
 
-    def _send_batch(self, worker: _Worker, batch: list[_Item]) -> None:
-        if self.backend == "process":
-            with pickling_for_process():
-                self._send_batch_now(worker, batch)
-        else:
-            self._send_batch_now(worker, batch)
+    def _send_to_process(self, worker: _Worker, batch: list[_Item]) -> None:
+        with pickling_for_process():
+            self._send(worker, batch)
 
-    def _send_batch_now(self, worker: _Worker, batch: list[_Item]) -> None:
+    def _send(self, worker: _Worker, batch: list[_Item]) -> None:
         calls = [(item.fn, item.args, item.kwargs) for item in batch]
         mode = self._pickling
         try:
-            blob = pickle_for(calls, mode)
+            blob = dumps(calls) if mode is None else pickle_for(calls, mode)
         except Exception:
             good: list[_Item] = []
             for item in batch:
@@ -333,10 +552,10 @@ class Executor(cf.Executor):
         batch_id = next(self._batch_ids)
         worker.inflight[batch_id] = batch
         self._ops.batch_sent(batch_id)
-        message = frame(dumps(("calls", batch_id, len(batch), blob)))
-        # If the worker is gone, _on_closed fails this batch and replaces the worker.
-        with contextlib.suppress(BrokenPipeError):
-            worker.handle.send_frame(message)
+        try:  # noqa: SIM105 - on every call's path; try is cheaper than suppress()
+            worker.handle.conn.send_bytes(calls_frame(batch_id, len(batch), blob))
+        except BrokenPipeError:
+            pass  # the worker is gone: _on_closed fails this batch and replaces the worker
 
     def _maybe_finish(self) -> None:
         if not self._shutdown:
@@ -350,6 +569,14 @@ class Executor(cf.Executor):
 
     # ------------------------------------------------------------------ Executor API
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:
+        future: _Future[T] = _Future(self._inbox)
+        self._submit(future, fn, args, kwargs)
+        return future
+
+    def _submit(
+        self, future: Completion, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: Any
+    ) -> None:
+        """Queue ``fn(*args, **kwargs)``, completing ``future`` (the async front's way in)."""
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {fn!r}")
         with self._lock:
@@ -357,11 +584,37 @@ class Executor(cf.Executor):
                 raise self._broken
             if self._shutdown:
                 raise ExecutorShutdown("cannot submit: the executor is shut down")
-            future: cf.Future[T] = cf.Future()
             self._pending.append(_Item(future, fn, args, kwargs))
             self._ops.submitted += 1
+            # Before the write: the answer may come before this thread reaches result().
+            self._inbox.reserve()
             self._dispatch()
-        return future
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        """Wait until every worker started by the constructor has booted.
+
+        The constructor does not wait (jobs queue until a worker is ready); call this to
+        have the workers warm before the first job, for example when a server starts.
+        Raises the :class:`BootstrapError` (with the worker's traceback) or
+        :class:`BackendUnavailable` of a worker that could not start, and ``TimeoutError``
+        if ``timeout`` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+
+        def settled() -> bool:
+            return self._booting == 0 or self._broken is not None
+
+        self._inbox.serve_until(settled, deadline)  # read the workers' messages here if free
+        with self._lock:
+            while not settled():
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise TimeoutError(
+                        f"{self._booting} of {self._count} workers had not booted after {timeout}s"
+                    )
+                self._boot_done.wait(remaining)
+            if self._broken is not None:
+                raise self._broken
 
     def map(
         self,
@@ -405,7 +658,7 @@ class Executor(cf.Executor):
                     self._pending.popleft().future.cancel()
             self._maybe_finish()
         if wait:
-            self._all_exited.wait()
+            self._wait_all_exited()
             join_all(self._spawned, 5.0)
             self._hub.close()
             self._ops.close()
@@ -413,6 +666,12 @@ class Executor(cf.Executor):
             threading.Thread(
                 target=self._close_when_done, name="runtime-executor-closer", daemon=True
             ).start()
+
+    def _wait_all_exited(self) -> None:
+        # Read the workers' last messages here if nobody else does (and always when this
+        # thread's event loop holds the reader role and is blocked in this call).
+        self._inbox.serve_until(self._all_exited.is_set)
+        self._all_exited.wait()
 
     def _close_when_done(self) -> None:
         self._all_exited.wait()
@@ -434,7 +693,7 @@ class Executor(cf.Executor):
         self._hub.close()
         self._ops.close()
 
-    def request_stop(self, future: cf.Future[Any] | None = None) -> bool:
+    def request_stop(self, future: cf.Future[Any] | Completion | None = None) -> bool:
         """Ask running jobs to stop: ``runtime.stop_requested()`` turns true inside them.
 
         With ``future``, only that job is asked, and the call returns False if the job

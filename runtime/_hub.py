@@ -1,10 +1,20 @@
-"""The main interpreter's I/O thread: one selector over every worker's pipes.
+"""The main interpreter's I/O thread: one poller over every worker's pipes.
 
-Results from all workers are read here and handed to a callback; writes to a
-worker that would block are buffered and finished when its pipe drains, so no
-thread ever blocks on a full pipe while its peer waits on it (the classic
-two-pipe deadlock). Callers on other threads write directly when the pipe has
-room, which keeps submit → worker to one syscall.
+Writes to a worker that would block are buffered and finished here when its pipe
+drains, so no thread ever blocks on a full pipe while its peer waits on it (the
+classic two-pipe deadlock). Callers on other threads write directly when the pipe
+has room, which keeps submit → worker to one syscall.
+
+Incoming messages reach the hub two ways:
+
+* a :class:`Connection` added with :meth:`Hub.add` (the Pool's workers) is read here;
+* an :class:`~runtime._inbox.Inbox` (the Executor's workers) is watched as one fd —
+  a nested epoll — armed one-shot. Whoever holds the inbox's reader role reads it: a
+  caller blocked in ``result()``, an event loop, or, when nobody else does, this
+  thread. A caller taking the role disarms the hub's watch without waking it, so a
+  completion costs one wake-up (worker → caller) instead of two (worker → hub →
+  caller), and the hub remains the reader of last resort: whenever the role is
+  released the watch is re-armed, and data left unread wakes the hub.
 """
 
 from __future__ import annotations
@@ -12,26 +22,51 @@ from __future__ import annotations
 import collections
 import contextlib
 import errno
+import functools
 import logging
 import os
-import pickle
-import selectors
+import select
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._wire import HEADER
+from ._wire import HEADER, RESULTS, RESULTS_HEAD, loads
 from .ops._heartbeat import Heartbeat
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from ._inbox import Inbox
+
 log = logging.getLogger("runtime")
 
 __all__ = ["Connection", "Hub"]
 
+#: Bytes one read takes from a worker's pipe, unless a frame in progress needs more.
+#: Kept under glibc's mmap threshold, so a small read is not an mmap/munmap pair.
+READ_SIZE = 1 << 16
+#: The most one read takes (a worker's pipe buffer is raised to 1 MiB).
+READ_MAX = 1 << 20
+#: A nested epoll and one-shot arming make the inbox's reader role possible; without
+#: epoll (not Linux) every message is read by the hub thread.
+NESTABLE = hasattr(select, "epoll")
+_IN = select.POLLIN
+_OUT = select.POLLOUT
+_INVALID = 0 if NESTABLE else select.POLLNVAL
+
+_WAKE, _READ, _WRITE, _INBOX, _TIMER = range(5)
+_NOTHING: tuple[int, Any] = (-1, None)
+
 
 class Connection:
-    """Main-side ends of one worker's pipes, driven by a :class:`Hub`."""
+    """Main-side ends of one worker's pipes: buffered writes, framed reads.
+
+    Reads are "consume after apply": a message leaves the buffer only after its
+    handler returned, so an exception that interrupts a reader (a signal handler's,
+    in the main thread) leaves it to be handled again, and handlers are written to
+    be idempotent. Bytes read from the pipe but not yet in the buffer cannot be
+    recovered that way; ``reading`` stays true if that window was interrupted, and
+    the inbox then treats the worker as lost.
+    """
 
     def __init__(
         self,
@@ -49,96 +84,189 @@ class Connection:
         self._pending: collections.deque[memoryview] = collections.deque()
         self._lock = threading.Lock()
         self._rbuf = bytearray()
+        self._rpos = 0
+        self.reading = False
         self.closed = False
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
 
+    # ------------------------------------------------------------------ writing
     def send_bytes(self, data: bytes) -> None:
         """Queue one frame; written now if the pipe has room, otherwise by the hub thread."""
-        view = memoryview(data)
         with self._lock:
             if self.closed:
                 raise BrokenPipeError("worker connection is closed")
-            if not self._pending:
+            if self._pending:
+                self._pending.append(memoryview(data))
+            else:
                 try:
-                    n = os.write(self.write_fd, view)
+                    n = os.write(self.write_fd, data)
                 except BlockingIOError:
                     n = 0
                 except OSError as exc:
                     if exc.errno in (errno.EPIPE, errno.EBADF):
                         raise BrokenPipeError("worker is gone") from exc
                     raise
-                if n == len(view):
+                if n == len(data):
                     return
-                view = view[n:]
-            self._pending.append(view)
+                self._pending.append(memoryview(data)[n:])
         self.hub._want_write(self)
 
-    def _flush(self) -> bool:
-        """Write what is pending; True when nothing is left. Called on the hub thread."""
+    def _flush(self, poller: Any, registered: bool) -> bool:
+        """Write what is pending (hub thread). Returns whether the write fd stays registered.
+
+        The fd is (un)registered under the connection's lock, so it cannot be closed and
+        its number reused by another pipe in between.
+        """
         with self._lock:
+            if self.closed:
+                return False  # closing the fd took it out of the poller
             while self._pending:
                 view = self._pending[0]
                 try:
                     n = os.write(self.write_fd, view)
                 except BlockingIOError:
-                    return False
+                    break
                 except OSError:
                     self._pending.clear()
-                    return True
+                    break
                 if n == len(view):
                     self._pending.popleft()
                 else:
                     self._pending[0] = view[n:]
-                    return False
-            return True
+                    break
+            want = bool(self._pending)
+            if want and not registered:
+                poller.register(self.write_fd, _OUT)
+            elif registered and not want:
+                poller.unregister(self.write_fd)
+            return want
 
-    def _feed(self, data: bytes) -> list[Any]:
+    # ------------------------------------------------------------------ reading
+    def pump(self) -> bool:
+        """Read what the pipe holds and handle every complete message; False at end of file."""
         buf = self._rbuf
-        buf += data
-        messages = []
-        offset = 0
-        size = HEADER.size
-        while len(buf) - offset >= size:
-            (length,) = HEADER.unpack_from(buf, offset)
-            if len(buf) - offset - size < length:
-                break
-            start = offset + size
-            messages.append(pickle.loads(memoryview(buf)[start : start + length]))
-            offset = start + length
-        if offset:
-            del buf[:offset]
-        return messages
+        if not buf:
+            # The usual case: nothing buffered, and the read brings exactly one message.
+            # It is handled straight from the bytes read; `reading` covers the handling
+            # too, since the bytes are in no buffer to replay them from.
+            self.reading = True
+            try:
+                data = os.read(self.read_fd, READ_SIZE)
+            except BlockingIOError:
+                self.reading = False
+                return True
+            except OSError:
+                data = b""
+            if len(data) >= HEADER.size and HEADER.unpack_from(data)[0] == len(data) - HEADER.size:
+                try:
+                    self.on_message(_decode(data, HEADER.size, len(data)))
+                except Exception:
+                    log.exception("runtime: error while handling a worker message")
+                self.reading = False
+                return True
+            buf += data
+            self.reading = False
+            if not data:
+                return False
+            self.deliver()
+            return True
+        want = READ_SIZE
+        if len(buf) - self._rpos >= HEADER.size:  # a big frame in progress: take the rest at once
+            (length,) = HEADER.unpack_from(buf, self._rpos)
+            want = min(READ_MAX, max(want, self._rpos + HEADER.size + length - len(buf)))
+        self.reading = True
+        more: bytes | None
+        try:
+            more = os.read(self.read_fd, want)
+        except BlockingIOError:
+            more = None
+        except OSError:
+            more = b""
+        if more:
+            self._rbuf += more
+        self.reading = False
+        if more == b"":
+            return False
+        self.deliver()
+        return True
 
-    def close_fds(self) -> None:
+    def deliver(self) -> None:
+        """Handle every complete message in the buffer, in order."""
+        buf = self._rbuf
+        size = HEADER.size
+        while True:
+            pos = self._rpos
+            if len(buf) - pos < size:
+                break
+            (length,) = HEADER.unpack_from(buf, pos)
+            end = pos + size + length
+            if len(buf) < end:
+                break
+            with memoryview(buf) as view:
+                message = _decode(view, pos + size, end)
+            try:
+                self.on_message(message)
+            except Exception:
+                log.exception("runtime: error while handling a worker message")
+            self._rpos = end
+        if self._rpos == len(buf):
+            buf.clear()
+            self._rpos = 0
+        elif self._rpos > READ_MAX:
+            del buf[: self._rpos]
+            self._rpos = 0
+
+    def close_fds(self) -> bool:
+        """Close both ends; False if they were closed already."""
         with self._lock:
+            if self.closed:
+                return False
             self.closed = True
             self._pending.clear()
-        for fd in (self.read_fd, self.write_fd):
-            with contextlib.suppress(OSError):
-                os.close(fd)
+            for fd in (self.read_fd, self.write_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+        return True
+
+
+def _decode(view: bytes | memoryview, start: int, end: int) -> tuple[Any, ...]:
+    """One message from a worker (see ``runtime._wire``); results are rebuilt here."""
+    if view[start] == RESULTS:
+        _, batch_id = RESULTS_HEAD.unpack_from(view, start)
+        try:
+            results = loads(view[start + RESULTS_HEAD.size : end])
+        except Exception as exc:
+            return ("results_failed", batch_id, f"{type(exc).__name__}: {exc}")
+        return ("results", batch_id, results)
+    message: tuple[Any, ...] = loads(view[start:end])
+    return message
 
 
 class Hub:
-    """One daemon thread multiplexing every registered :class:`Connection`."""
+    """One daemon thread multiplexing write flushes, the Pool's connections and inboxes."""
 
     def __init__(self, name: str = "runtime-hub") -> None:
-        self._selector = selectors.DefaultSelector()
+        self._poller: Any = select.epoll() if NESTABLE else select.poll()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, None)
-        self._todo: collections.deque[tuple[str, Connection]] = collections.deque()
+        # fd -> (kind, object); written by the hub thread, and by attach() before any worker exists.
+        self._handlers: dict[int, tuple[int, Any]] = {self._wake_r: (_WAKE, None)}
+        self._poller.register(self._wake_r, _IN)
+        self._todo: collections.deque[tuple[str, Any]] = collections.deque()
         self._closing = False
         self._closed = False  # the loop has ended: nothing registers any more
         self._todo_lock = threading.Lock()
         self.heartbeat = Heartbeat("hub")  # for /healthz: parked in select, or busy since
+        self._inboxes: list[Inbox] = []
         try:
             self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
             self.heartbeat.thread = self._thread
             self._thread.start()
         except RuntimeError as exc:  # e.g. inside a subinterpreter: daemon threads are refused
-            self._selector.close()
+            if isinstance(self._poller, select.epoll):
+                self._poller.close()
             os.close(self._wake_r)
             os.close(self._wake_w)
             from ._errors import BackendUnavailable
@@ -149,6 +277,7 @@ class Hub:
             ) from exc
 
     def add(self, conn: Connection) -> None:
+        """Have the hub thread read ``conn`` (and call its ``on_close`` at end of file)."""
         with self._todo_lock:
             if self._closed or self._closing:
                 raise RuntimeError("the runtime I/O hub is closed; no new worker can join it")
@@ -163,8 +292,37 @@ class Hub:
         self._todo.append(("write", conn))
         self._wake()
 
+    # ------------------------------------------------------------------ inboxes
+    def attach(self, inbox: Inbox) -> None:
+        """Watch ``inbox`` (armed). Called once, before any of its workers exists."""
+        with self._todo_lock:
+            if self._closed or self._closing:
+                raise RuntimeError("the runtime I/O hub is closed")
+            fd = inbox.fileno()
+            self._handlers[fd] = (_INBOX, inbox)
+            self._inboxes.append(inbox)
+            self._poller.register(fd, _IN | select.EPOLLONESHOT)
+            if inbox.timer_fd is not None:
+                self._handlers[inbox.timer_fd] = (_TIMER, inbox)
+                self._poller.register(inbox.timer_fd, _IN)
+
+    def switches(self, inbox: Inbox) -> tuple[Callable[[], None], Callable[[], None]]:
+        """``(arm, disarm)`` for ``inbox``: let the hub read it when it becomes readable, or not.
+
+        Callable from any thread, without waking the hub (one ``epoll_ctl`` each; C-level
+        partials, as they run on every call's path). They raise OSError or ValueError once
+        the hub has closed its poller.
+        """
+        fd = inbox.fileno()
+        modify = self._poller.modify
+        return (
+            functools.partial(modify, fd, _IN | select.EPOLLONESHOT),
+            functools.partial(modify, fd, select.EPOLLONESHOT),
+        )
+
+    # ------------------------------------------------------------------ the thread
     def _wake(self) -> None:
-        with contextlib.suppress(BlockingIOError, OSError):
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"\0")
 
     def close(self) -> None:
@@ -174,86 +332,90 @@ class Hub:
             self._thread.join(5)
 
     def _apply_todo(self) -> None:
-        sel = self._selector
+        poller = self._poller
         while self._todo:
             action, conn = self._todo.popleft()
             if action == "add":
                 if not conn.closed:
-                    sel.register(conn.read_fd, selectors.EVENT_READ, conn)
+                    self._handlers[conn.read_fd] = (_READ, conn)
+                    poller.register(conn.read_fd, _IN)
             elif action == "remove":
                 self._drop(conn, notify=False)
-            elif action == "write" and not conn.closed:
-                if conn._flush():
-                    continue
-                try:
-                    key = sel.get_key(conn.write_fd)
-                except KeyError:
-                    sel.register(conn.write_fd, selectors.EVENT_WRITE, conn)
-                else:
-                    del key
+            elif action == "write":
+                registered = self._handlers.get(conn.write_fd) == (_WRITE, conn)
+                if conn._flush(poller, registered):
+                    self._handlers[conn.write_fd] = (_WRITE, conn)
+                elif registered:
+                    del self._handlers[conn.write_fd]
 
     def _drop(self, conn: Connection, *, notify: bool) -> None:
-        for fd in (conn.read_fd, conn.write_fd):
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self._selector.unregister(fd)
-        if not conn.closed:
-            conn.close_fds()
-            if notify:
-                try:
-                    conn.on_close()
-                except Exception:
-                    log.exception("runtime: error in a worker-exit callback")
+        if conn.closed:
+            return
+        with conn._lock:  # the write fd may be registered by _flush under this lock
+            for fd in (conn.read_fd, conn.write_fd):
+                if self._handlers.get(fd, (None, None))[1] is conn:
+                    del self._handlers[fd]
+                    with contextlib.suppress(KeyError, ValueError, OSError):
+                        self._poller.unregister(fd)
+        conn.close_fds()
+        if notify:
+            try:
+                conn.on_close()
+            except Exception:
+                log.exception("runtime: error in a worker-exit callback")
 
     def _loop(self) -> None:
-        sel = self._selector
+        poller = self._poller
+        handlers = self._handlers
         heartbeat = self.heartbeat
         while not self._closing:
             self._apply_todo()
             heartbeat.park("worker messages")
-            ready = sel.select()
+            ready = poller.poll()
             heartbeat.beat()
-            for key, events in ready:
-                conn = key.data
-                if conn is None:
-                    with contextlib.suppress(BlockingIOError):
-                        os.read(self._wake_r, 4096)
+            for fd, events in ready:
+                kind, obj = handlers.get(fd, _NOTHING)
+                if events & _INVALID:  # poll(), not epoll: a closed fd stays until unregistered
+                    handlers.pop(fd, None)
+                    with contextlib.suppress(KeyError, ValueError, OSError):
+                        poller.unregister(fd)
+                    if kind == _READ:
+                        self._drop(obj, notify=True)
                     continue
-                if conn.closed:
-                    continue
-                if events & selectors.EVENT_WRITE and key.fd == conn.write_fd:
-                    if conn._flush():
-                        with contextlib.suppress(KeyError, ValueError):
-                            sel.unregister(conn.write_fd)
-                    continue
-                try:
-                    data = os.read(conn.read_fd, 1 << 20)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    data = b""
-                if not data:
-                    self._drop(conn, notify=True)
-                    continue
-                try:
-                    messages = conn._feed(data)
-                except Exception:
-                    log.exception("runtime: undecodable message from a worker; dropping the worker")
-                    self._drop(conn, notify=True)
-                    continue
-                for msg in messages:
+                if kind == _INBOX:
+                    obj.serve_from_hub()
+                elif kind == _TIMER:
+                    obj.timer_fired()
+                elif kind == _READ:
+                    if obj.closed:
+                        continue
                     try:
-                        conn.on_message(msg)
+                        alive = obj.pump()
                     except Exception:
-                        log.exception("runtime: error while handling a worker message")
+                        log.exception(
+                            "runtime: undecodable message from a worker; dropping the worker"
+                        )
+                        alive = False
+                    if not alive:
+                        self._drop(obj, notify=True)
+                elif kind == _WRITE:
+                    if not obj._flush(poller, True):
+                        handlers.pop(fd, None)
+                elif kind == _WAKE:
+                    with contextlib.suppress(OSError):
+                        os.read(self._wake_r, 4096)
         # Connections added just before close() may still sit in the to-do list: register
         # them too, so that every worker gets its end-of-file and its exit callback.
         with self._todo_lock:
             self._closed = True
         heartbeat.close()
         self._apply_todo()
-        for key in list(sel.get_map().values()):
-            if key.data is not None:
-                self._drop(key.data, notify=True)
-        sel.close()
+        for kind, obj in list(handlers.values()):
+            if kind == _READ:
+                self._drop(obj, notify=True)
+        for inbox in self._inboxes:
+            inbox.close()
+        if isinstance(poller, select.epoll):
+            poller.close()
         os.close(self._wake_r)
         os.close(self._wake_w)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import contextlib
-from typing import TYPE_CHECKING, Any
-
+TYPE_CHECKING = False  # not typing's: this module loads in every fresh worker
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
 
 def lazy_exports(
@@ -26,8 +25,10 @@ def lazy_exports(
 
         value = getattr(importlib.import_module(module_name, package), name)
         if isinstance(value, type) or callable(value):
-            with contextlib.suppress(AttributeError, TypeError):
+            try:  # noqa: SIM105 - contextlib is not imported in every fresh worker
                 value.__module__ = package
+            except (AttributeError, TypeError):
+                pass
         namespace[name] = value
         return value
 

@@ -5,28 +5,44 @@ in a thread of the main interpreter), in a plain thread, and in a child process.
 It talks to the main side over two pipes (framed pickles, see ``_wire``) and
 watches a third pipe that becomes readable when the pool asks tasks to stop.
 Nothing here polls: every wait is a blocking read or ``select`` on an fd.
+
+A fresh worker imports this module before anything else, so its imports are kept to
+C modules and ``runtime._wire``: every Python module loaded at boot costs each worker
+start-up time and memory. What only some workers need (bootstrap, main fix-up,
+tracebacks) is imported where it is used.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import pickle
-import struct
 import sys
-import threading
-import types
-from typing import TYPE_CHECKING, Any
+from _struct import iter_unpack
+from _thread import _local as _ThreadLocal
 
-from ._pickling import set_worker_mode, worker_dumps
-from ._wire import ExcPayload, encode_exception, recv_message, send_message
+from ._wire import (
+    CALLS,
+    ExcPayload,
+    FrameReader,
+    decode,
+    dumps,
+    encode_exception,
+    loads,
+    results_frame,
+    send_message,
+    write_all,
+)
 
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
+    from types import ModuleType
+    from typing import Any
+else:
+    ModuleType = type(sys)  # types.ModuleType, without importing types in every worker
 
 __all__ = ["current_context", "current_worker", "importing_main", "serve", "stop_requested"]
 
-_local = threading.local()
+_local = _ThreadLocal()
 _importing_main = False
 
 SUBINTERPRETER_REFUSAL = "does not support loading in subinterpreters"
@@ -53,7 +69,7 @@ class _WorkerState:
                 # send a stop request again, so treat it as one; a task that loops on
                 # `stopping` ends instead of spinning as an orphan.
                 self.stop_all = True
-        for (target,) in struct.iter_unpack("!Q", data[: len(data) // 8 * 8]):
+        for (target,) in iter_unpack("!Q", data[: len(data) // 8 * 8]):
             if target == 0:
                 self.stop_all = True
             else:
@@ -123,20 +139,20 @@ def _fixup_main(spec: dict[str, str]) -> None:
             namespace = runpy.run_path(spec["path"], run_name="__mp_main__")
     finally:
         _importing_main = False
-    module = types.ModuleType("__mp_main__")
+    module = ModuleType("__mp_main__")
     module.__dict__.update(namespace)
     module.__dict__["__runtime_fixed__"] = True
     sys.modules["__main__"] = sys.modules["__mp_main__"] = module
 
 
-class _LazyMain(types.ModuleType):
+class _LazyMain(ModuleType):
     """Stands in for ``__main__`` in a worker; re-imports the parent's main only if something is looked up.
 
     Most jobs never reference ``__main__``; re-running the parent's script in every
     fresh worker (as multiprocessing's spawn does) would cost their start-up for nothing.
     """
 
-    def __init__(self, spec: dict[str, str], original: types.ModuleType | None) -> None:
+    def __init__(self, spec: dict[str, str], original: Any) -> None:
         super().__init__("__main__")
         self.__dict__["_runtime_spec"] = spec
         self.__dict__["_runtime_original"] = original
@@ -181,12 +197,13 @@ def _run_bootstrap(bootstrap: Any, info: dict[str, Any]) -> tuple[Any, Callable[
 
         fn = resolve_reference(bootstrap)
     else:
-        fn = pickle.loads(bootstrap)
+        fn = loads(bootstrap)
     if not callable(fn):
         raise TypeError(f"the bootstrap {fn!r} is not callable")
-    takes_worker = False
-    with contextlib.suppress(TypeError, ValueError):
+    try:
         takes_worker = len(inspect.signature(fn).parameters) >= 1
+    except (TypeError, ValueError):
+        takes_worker = False
     if takes_worker:
         from ._task import WorkerInfo
 
@@ -225,7 +242,7 @@ def _run_task(state: _WorkerState, blob: bytes, info: dict[str, Any]) -> tuple[A
     from ._task import WorkerInfo
 
     try:
-        spec = pickle.loads(blob)
+        spec = loads(blob)
         task = spec.build()
         task.context = state.context
         task.worker = WorkerInfo(**info)
@@ -237,10 +254,13 @@ def _run_task(state: _WorkerState, blob: bytes, info: dict[str, Any]) -> tuple[A
     return ("task_done",)
 
 
-def _run_calls(batch_id: int, count: int, blob: bytes, backend: str) -> bytes:
+def _run_calls(
+    batch_id: int, count: int, blob: Any, backend: str, results_dumps: Callable[[Any], bytes]
+) -> bytes:
+    """Run one batch; returns the framed results message."""
     results: list[tuple[bool, Any]] = []
     try:
-        calls = pickle.loads(blob)
+        calls = loads(blob)
     except Exception as exc:
         _annotate(exc, backend)
         failure = encode_exception(_not_loadable(exc, backend))
@@ -253,11 +273,10 @@ def _run_calls(batch_id: int, count: int, blob: bytes, backend: str) -> bytes:
                 _annotate(exc, backend)
                 results.append((False, encode_exception(exc)))
     try:
-        return worker_dumps(("results", batch_id, results))
+        data = results_dumps(results)
     except Exception:
-        return worker_dumps(
-            ("results", batch_id, [_transferable(ok, value) for ok, value in results])
-        )
+        data = results_dumps([_transferable(ok, value, results_dumps) for ok, value in results])
+    return results_frame(batch_id, data)
 
 
 def _not_loadable(exc: Exception, backend: str) -> BaseException:
@@ -271,11 +290,11 @@ def _not_loadable(exc: Exception, backend: str) -> BaseException:
     return err
 
 
-def _transferable(ok: bool, value: Any) -> tuple[bool, Any]:
+def _transferable(ok: bool, value: Any, results_dumps: Callable[[Any], bytes]) -> tuple[bool, Any]:
     if not ok:
         return ok, value
     try:
-        worker_dumps(value)
+        results_dumps(value)
     except Exception as exc:
         from ._errors import NotTransferable
 
@@ -290,15 +309,22 @@ def _transferable(ok: bool, value: Any) -> tuple[bool, Any]:
 
 def serve(inbox: int, outbox: int, stop_fd: int) -> None:
     """Run one worker until the main side says ``exit`` or goes away."""
-    from ._wire import frame, write_all
-
-    try:
-        _, spec = recv_message(inbox)
-    except EOFError:
+    reader = FrameReader(inbox)
+    payload = reader.next_payload()
+    if payload is None:
         return
+    _, spec = loads(payload)
     info: dict[str, Any] = spec["info"]
     os.set_blocking(stop_fd, False)
-    set_worker_mode(spec.get("pickling"))
+    # Results travel back as the caller's jobs came (runtime._pickling); the plain pickle of
+    # a script's or module's __main__ needs no pickling module loaded in this worker.
+    mode = spec.get("pickling")
+    results_dumps = dumps
+    if mode is not None:
+        from ._pickling import set_worker_mode, worker_dumps
+
+        set_worker_mode(mode)
+        results_dumps = worker_dumps
     state = _WorkerState(info, stop_fd)
     _local.state = state
     backend = info["backend"]
@@ -315,17 +341,19 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
     send_message(outbox, ("ready", os.getpid(), _gil_report(before)))
     try:
         while True:
-            try:
-                msg = recv_message(inbox)
-            except EOFError:
+            payload = reader.next_payload()
+            if payload is None:
                 return
-            kind = msg[0]
-            if kind == "calls":
-                state.batch = msg[1]
+            if payload[0] == CALLS:
+                _, batch_id, count, blob = decode(payload)
+                state.batch = batch_id
                 if state.stop_batches:
-                    state.stop_batches = {b for b in state.stop_batches if b >= msg[1]}
-                write_all(outbox, frame(_run_calls(msg[1], msg[2], msg[3], backend)))
-            elif kind == "task":
+                    state.stop_batches = {b for b in state.stop_batches if b >= batch_id}
+                write_all(outbox, _run_calls(batch_id, count, blob, backend, results_dumps))
+                continue
+            msg = loads(payload)
+            kind = msg[0]
+            if kind == "task":
                 send_message(outbox, _run_task(state, msg[1], msg[2]))
             elif kind == "exit":
                 return
@@ -334,7 +362,8 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
             finalize()
         finally:
             _local.state = None
-            set_worker_mode(None)
+            if mode is not None:
+                set_worker_mode(None)
 
 
 def map_chunk(

@@ -6,19 +6,23 @@ Three verbs:
   ``async with`` block and yields an :class:`AsyncExecutor` (``await ex.run(fn, ...)``,
   ``await ex.map(fn, items)``).
 * :func:`run_sync` runs one call on a default executor kept per event loop, shaped
-  like ``anyio.to_interpreter.run_sync``: a :class:`~anyio.CapacityLimiter` that
-  defaults to the CPU count, workers shut down after a while idle, cleaned up when
-  the event loop ends (and at interpreter exit).
+  like ``anyio.to_interpreter.run_sync``: a :class:`~anyio.CapacityLimiter` (by
+  default twice the CPU count: one job running and one queued per worker), workers
+  shut down after a while idle, cleaned up when the event loop ends (and at exit).
 * :func:`run_pool` / :func:`open_pool` drive a supervised :class:`runtime.Pool` from
   async code: start it inside a task group, await its completion, stop it on
   cancellation.
 
-How a result reaches the event loop: the executor completes a
-``concurrent.futures.Future`` on its hub thread; a done-callback hands one
-wake-up to the loop through its thread-safe entry point
-(``loop.call_soon_threadsafe`` on asyncio, ``TrioToken.run_sync_soon`` on trio).
-Nothing polls and no thread is spent per call. Every ``await`` here yields to the
-scheduler at least once, even when the result is already there.
+How a result reaches the event loop: while a task awaits a ``runtime.Executor``
+result, the loop itself reads that executor's completions (``runtime._loop_reader``:
+``loop.add_reader`` on asyncio, ``trio.lowlevel.wait_readable`` on trio) and completes
+the futures in its own thread, so no helper thread has to wake it. Any other
+executor, or a runtime executor whose completions another thread is reading, completes
+the ``concurrent.futures.Future`` elsewhere; a done-callback then hands one wake-up
+to the loop through its thread-safe entry point (``loop.call_soon_threadsafe`` on
+asyncio, ``TrioToken.run_sync_soon`` on trio). Nothing polls and no thread is spent
+per call. Every ``await`` here yields to the scheduler at least once, even when the
+result is already there.
 
 Cancellation: cancelling the awaiting task cancels a job that has not started.
 A job that is already running cannot be pre-empted; it is *abandoned* — its result
@@ -139,16 +143,24 @@ class _Loop:
             self._call_soon: Callable[[Callable[[], None]], object] = (
                 self._loop.call_soon_threadsafe
             )
+            self.time: Callable[[], float] = self._loop.time  # anyio.current_time()'s clock
         elif self.library == "trio":
             import trio
 
             self._token = trio.lowlevel.current_trio_token()
             self._call_soon = self._token.run_sync_soon
+            self.time = trio.current_time
         else:  # pragma: no cover - anyio only ships these two
             raise RuntimeError(f"runtime.aio does not support the {self.library!r} event loop")
         self._lock = threading.Lock()
         self._ready: list[_Waiter] = []
         self._scheduled = False
+        self._thread = threading.get_ident()
+        from ._loop_reader import Readers, backend_checkpoint_if_cancelled
+
+        self.readers = Readers(self.library, self._loop, self._token)
+        # anyio.lowlevel.checkpoint_if_cancelled, minus looking up the backend on every call.
+        self.checkpoint_if_cancelled = backend_checkpoint_if_cancelled()
 
     def waiter(self) -> _Waiter:
         if self._loop is not None:
@@ -160,6 +172,11 @@ class _Loop:
 
         Raises RuntimeError when the event loop has ended.
         """
+        if self.readers.reading and threading.get_ident() == self._thread:
+            # Completed by the loop's own reader, in a turn of its own: resolving directly
+            # spares the loop a self-pipe write and an extra turn.
+            waiter.resolve()
+            return
         with self._lock:
             self._ready.append(waiter)
             if self._scheduled:
@@ -316,17 +333,54 @@ def _outcome[T](future: cf.Future[T]) -> T:
 
 
 async def _await_future[T](loop: _Loop, executor: cf.Executor, future: cf.Future[T]) -> T:
-    waker = _WakeOnDone(loop)
-    future.add_done_callback(waker)
+    # The loop takes the reader role before the done-callback goes on: a runtime future
+    # hands its submitter's reservation to the hub when a callback is added.
+    reader = loop.readers.get(executor)
+    if reader is not None:
+        reader.enter()
     try:
-        # The wake-up is always delivered through the loop's queue, so this yields
-        # at least once even when the future is already done.
-        await waker.waiter.wait()
-    except BaseException:
-        waker.armed = False
-        _abandon(executor, (future,))
-        raise
+        waker = _WakeOnDone(loop)
+        future.add_done_callback(waker)
+        try:
+            # The wake-up is always delivered through the loop's queue, so this yields
+            # at least once even when the future is already done.
+            await waker.waiter.wait()
+        except BaseException:
+            waker.armed = False
+            _abandon(executor, (future,))
+            raise
+    finally:
+        if reader is not None:
+            reader.exit()
     return _outcome(future)
+
+
+async def _await_call(
+    loop: _Loop, executor: Executor, fn: Callable[..., Any], args: Any, kwargs: Any
+) -> Any:
+    """Run one job on a runtime Executor and await it with a lean :class:`Call`.
+
+    Same contract as submit + :func:`_await_future`, at a fraction of the loop's CPU: no
+    ``concurrent.futures.Future``, and this loop reads the completion itself.
+    """
+    from ._loop_reader import Call
+
+    reader = loop.readers.get(executor)
+    if reader is not None:
+        reader.enter()  # before submitting: see _await_future
+    try:
+        call = Call(loop)
+        executor._submit(call, fn, args, kwargs)
+        try:
+            await call.waiter.wait()  # resolved through the loop: always yields once
+        except BaseException:
+            call.armed = False
+            _abandon(executor, (call,))  # type: ignore[arg-type]
+            raise
+    finally:
+        if reader is not None:
+            reader.exit()
+    return call.outcome()
 
 
 async def _await_batch(
@@ -336,15 +390,22 @@ async def _await_batch(
     failed: Callable[[cf.Future[Any]], bool],
 ) -> None:
     """Wait until every future is done, or the first one failed (then abandon the rest)."""
-    waker = _WakeOnBatch(loop, len(futures), failed)
-    for future in futures:
-        future.add_done_callback(waker)
+    reader = loop.readers.get(executor)
+    if reader is not None:
+        reader.enter()
     try:
-        await waker.waiter.wait()
-    except BaseException:
-        waker.armed = False
-        _abandon(executor, futures)
-        raise
+        waker = _WakeOnBatch(loop, len(futures), failed)
+        for future in futures:
+            future.add_done_callback(waker)
+        try:
+            await waker.waiter.wait()
+        except BaseException:
+            waker.armed = False
+            _abandon(executor, futures)
+            raise
+    finally:
+        if reader is not None:
+            reader.exit()
     if not all(f.done() for f in futures):
         _abandon(executor, futures)
 
@@ -366,6 +427,8 @@ class AsyncExecutor:
 
         # Only runtime's own workers know how to run a chunk (runtime._worker.map_chunk).
         self._chunked = isinstance(executor, Executor)
+        # ... and only they take the lean single-job path (runtime._loop_reader.Call).
+        self._runtime = executor if isinstance(executor, Executor) else None
 
     @property
     def executor(self) -> cf.Executor:
@@ -380,6 +443,9 @@ class AsyncExecutor:
         job is abandoned and its worker asked to stop (see :func:`runtime.stop_requested`).
         """
         await anyio.lowlevel.checkpoint_if_cancelled()
+        if self._runtime is not None:
+            result: T = await _await_call(self._loop, self._runtime, fn, args, kwargs)
+            return result
         future = self._executor.submit(fn, *args, **kwargs)
         return await _await_future(self._loop, self._executor, future)
 
@@ -544,8 +610,9 @@ class _DefaultExecutor:
 
     Created on first use; shut down after ``idle_timeout`` seconds without a job in
     flight (the next call starts it again), when the event loop ends, or at exit.
-    A system task owns it: it sleeps until the executor goes idle, then once per
-    idle period, so nothing polls.
+    A system task owns it: it sleeps until the executor first goes idle, then wakes
+    once per idle period while the executor lives (never once per call), so nothing
+    polls and a call costs the loop no extra turn.
     """
 
     def __init__(self, loop: _Loop) -> None:
@@ -558,9 +625,18 @@ class _DefaultExecutor:
         self.inflight = 0
         self.idle_since = 0.0
         self._went_idle = anyio.Event()
+        self._parked = False  # the guard waits for _went_idle (no executor to watch)
         self._lock = anyio.Lock()
         self._guarded = False
+        self._limiter: anyio.CapacityLimiter | None = None
         _all_defaults.add(self)
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """This loop's default limiter, looked up once (it is fixed for the loop's life)."""
+        if self._limiter is None:
+            self._limiter = current_default_worker_limiter()
+        return self._limiter
 
     async def acquire(self) -> Executor:
         self.inflight += 1
@@ -579,8 +655,9 @@ class _DefaultExecutor:
     def release(self) -> None:
         self.inflight -= 1
         if self.inflight == 0:
-            self.idle_since = anyio.current_time()
-            self._went_idle.set()
+            self.idle_since = self.loop.time()
+            if self._parked:
+                self._went_idle.set()
 
     async def _start(self) -> Executor:
         from ._executor import Executor
@@ -598,7 +675,9 @@ class _DefaultExecutor:
     async def _guard(self) -> None:
         try:
             while True:
+                self._parked = True
                 await self._went_idle.wait()
+                self._parked = False
                 self._went_idle = anyio.Event()
                 await self._prune_when_idle()
         except anyio.get_cancelled_exc_class():
@@ -610,7 +689,10 @@ class _DefaultExecutor:
             log.exception("runtime: the default executor's idle pruning failed")
 
     async def _prune_when_idle(self) -> None:
-        while self.executor is not None and self.inflight == 0:
+        while self.executor is not None:
+            if self.inflight:  # busy: look again one idle period later
+                await anyio.sleep(self.idle_timeout)
+                continue
             remaining = self.idle_since + self.idle_timeout - anyio.current_time()
             if remaining > 0:
                 await anyio.sleep(remaining)
@@ -647,21 +729,38 @@ def _close_all_defaults() -> None:
             log.exception("runtime: could not shut down a default executor at exit")
 
 
+_last_default: _DefaultExecutor | None = None  # the last one looked up, for the fast path below
+_running_loop = asyncio._get_running_loop  # None outside asyncio (trio): a C call, never raises
+
+
 def _default_executor() -> _DefaultExecutor:
+    global _last_default
+    last = _last_default
+    # On asyncio the running loop (a C lookup) identifies the run; the RunVar lookup
+    # costs a per-call detour through sniffio and anyio's backend registry.
+    if last is not None and last.loop._loop is not None and last.loop._loop is _running_loop():
+        return last
     try:
-        return _default_var.get()
+        default = _default_var.get()
     except LookupError:
         default = _DefaultExecutor(_current_loop())
         _default_var.set(default)
-        return default
+    _last_default = default
+    return default
 
 
 def current_default_worker_limiter() -> anyio.CapacityLimiter:
-    """The limiter :func:`run_sync` uses by default: as many tokens as usable CPUs."""
+    """The limiter :func:`run_sync` uses by default: twice as many tokens as usable CPUs.
+
+    The default executor has one worker per CPU; the second token per worker keeps a job
+    queued at each worker while one runs, so a worker does not sit idle while the event
+    loop turns one result into the next call (with short jobs that idle time is most of
+    the cycle). At most one job per worker runs at a time either way.
+    """
     try:
         return _default_limiter_var.get()
     except LookupError:
-        limiter = anyio.CapacityLimiter(capabilities().cpu_count)
+        limiter = anyio.CapacityLimiter(2 * capabilities().cpu_count)
         _default_limiter_var.set(limiter)
         return limiter
 
@@ -705,21 +804,30 @@ async def run_sync[T](
     """Call ``func(*args)`` on a worker of this event loop's default executor.
 
     Like ``anyio.to_interpreter.run_sync``: ``limiter`` (default:
-    :func:`current_default_worker_limiter`) caps how many calls run at once; the
+    :func:`current_default_worker_limiter`) caps how many calls are in flight; the
     workers start on first use and stop after :data:`DEFAULT_IDLE_TIMEOUT` seconds
     idle. Unlike it, nothing polls: the result wakes the loop directly.
     Cancellation behaves as in :meth:`AsyncExecutor.run`.
     """
-    if limiter is None:
-        limiter = current_default_worker_limiter()
     default = _default_executor()
-    async with limiter:  # acquiring checkpoints, even when a token is free
+    if limiter is None:
+        limiter = default.limiter
+    # A free token is taken without the limiter's own checkpoint (a scheduler turn per
+    # call): awaiting the result below always yields at least once anyway.
+    await default.loop.checkpoint_if_cancelled()
+    try:
+        limiter.acquire_nowait()
+    except anyio.WouldBlock:
+        await limiter.acquire()
+    try:
         executor = await default.acquire()
         try:
-            future = executor.submit(func, *args)
-            return await _await_future(default.loop, executor, future)
+            result: T = await _await_call(default.loop, executor, func, args, {})
+            return result
         finally:
             default.release()
+    finally:
+        limiter.release()
 
 
 # ---------------------------------------------------------------------- Pool control

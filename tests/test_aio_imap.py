@@ -20,7 +20,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.timeout(60)
 
 
-
 @pytest.fixture
 async def ex(backend: str) -> AsyncIterator[AsyncExecutor]:
     async with open_executor(workers=2, backend=backend) as executor:

@@ -10,9 +10,18 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from runtime.bench import workloads
+from runtime.bench.cpu import main_side_us, thread_cpu_ns
 from runtime.bench.peers import PEERS, available_peers, select_peers
-from runtime.bench.report import SchemaError, plot, render_table, validate_document, write_json
+from runtime.bench.report import (
+    SchemaError,
+    plot,
+    render_table,
+    target_ratios,
+    validate_document,
+    write_json,
+)
 from runtime.bench.runner import (
+    FIRST_RESULT,
     LATENCY,
     RESULT_FIELDS,
     STARTUP,
@@ -38,7 +47,7 @@ def tiny_doc() -> dict[str, Any]:
         workers=[2],
         peers=list(PEERS),
         workloads=list(WORKLOADS),
-        special=[STARTUP, LATENCY],
+        special=[STARTUP, LATENCY, FIRST_RESULT],
         repeats=1,
         scale=0.02,
         latency_samples=5,
@@ -78,9 +87,12 @@ def test_every_peer_and_workload_completes(tiny_doc: dict[str, Any]) -> None:
         for workload in WORKLOADS:
             if _applies(peer, workload) is None:
                 assert (peer.name, peer.backend, workload.name) in seen, (peer.key, workload.name)
-        if not peer.serial:
+        if peer.floor:
+            assert {w for p, b, w in seen if (p, b) == (peer.name, peer.backend)} == {FIRST_RESULT}
+        elif not peer.serial:
             assert (peer.name, peer.backend, STARTUP) in seen
             assert (peer.name, peer.backend, LATENCY) in seen
+            assert (peer.name, peer.backend, FIRST_RESULT) in seen
 
 
 def test_rows_fill_the_fields_that_apply(tiny_doc: dict[str, Any]) -> None:
@@ -94,7 +106,13 @@ def test_rows_fill_the_fields_that_apply(tiny_doc: dict[str, Any]) -> None:
             assert row["p50_us"] is not None
             assert row["p99_us"] is not None
             assert row["p50_us"] <= row["p99_us"]
+            assert row["main_cpu_us"] is not None  # Linux: /proc/self/task is there
             assert row["startup_ms"] is None
+        elif row["workload"] == FIRST_RESULT:
+            assert row["first_result_ms"] is not None
+            assert row["first_result_ms"] == row["median_s"] * 1e3
+            assert row["p50_us"] is None
+            assert row["main_cpu_us"] is None
         else:
             assert row["per_task_us"] is not None
             assert row["speedup_vs_serial"] is not None
@@ -207,5 +225,47 @@ def test_selection_helpers() -> None:
     assert {p.key for p in select_peers(["process"])} >= {"process-fork", "process-spawn"}
     quick, special = select_workloads(None, quick=True)
     assert "tiny_chunked" not in {w.name for w in quick}
-    assert special == [STARTUP, LATENCY]
+    assert special == [STARTUP, LATENCY, FIRST_RESULT]
+    assert "floor" in {p.key for p in select_peers(None)}
+    assert "floor" in {p.key for p in select_peers(["floor"])}
     assert set(RESULT_FIELDS) >= {"peer", "backend", "workload", "workers", "median_s"}
+
+
+def test_target_ratios_name_the_yardsticks(tiny_doc: dict[str, Any]) -> None:
+    ratios = target_ratios(_clean(tiny_doc))
+    targets = {r["target"] for r in ratios}
+    assert "p50 / ThreadPoolExecutor" in targets
+    assert "first result / floor" in targets or not any(p.floor for p in available_peers(PEERS)[0])
+    assert all(r["ratio"] > 0 for r in ratios)
+    assert {r["backend"] for r in ratios} <= {"subinterpreter", "thread", "process"}
+
+
+def test_main_side_cpu_excludes_the_workers() -> None:
+    """A busy thread counts on the main side unless it is named as a worker."""
+    import threading
+
+    stop = threading.Event()
+    started = threading.Event()
+
+    def spin() -> None:
+        started.set()
+        while not stop.is_set():
+            workloads.fib(15)
+
+    thread = threading.Thread(target=spin, name="bench-test-spinner")
+    thread.start()
+    started.wait(10)
+    try:
+        before = thread_cpu_ns()
+        workloads.fib(22)  # some CPU of our own meanwhile
+        after = thread_cpu_ns()
+    finally:
+        stop.set()
+        thread.join(10)
+    assert thread.native_id is not None
+    everyone = main_side_us(before, after, set(), 1)
+    without = main_side_us(before, after, {thread.native_id}, 1)
+    assert everyone is not None
+    assert without is not None
+    assert everyone >= without > 0
+    assert main_side_us(None, after, set(), 1) is None

@@ -112,8 +112,13 @@ def test_bootstrap_failure_is_raised_with_the_worker_traceback(backend, tmp_path
 
 
 def test_bootstrap_failure_in_executor(backend):
-    with pytest.raises(runtime.BootstrapError, match="config file missing"):
-        runtime.Executor(2, backend=backend, bootstrap=tasks.boot_fails)
+    # The constructor does not wait for the workers: wait_ready() (and submit) report it.
+    with runtime.Executor(2, backend=backend, bootstrap=tasks.boot_fails) as ex:
+        with pytest.raises(runtime.BootstrapError, match="config file missing") as info:
+            ex.wait_ready(timeout=20)
+        assert "boot_fails" in (info.value.remote_traceback or "")
+        with pytest.raises(runtime.BootstrapError, match="config file missing"):
+            ex.submit(tasks.square, 2)
 
 
 def test_every_error_derives_from_the_root():
@@ -131,8 +136,13 @@ def test_extension_refusing_subinterpreters_is_named(backend):
     if backend == "thread" and sys.version_info < (3, 13):
         pytest.skip("CPython 3.12's _testsinglephase segfaults when loaded after a refused load")
     if backend == "subinterpreter":
-        with pytest.raises(runtime.BackendUnavailable, match="_testsinglephase") as info:
-            runtime.Executor(1, backend=backend, bootstrap=boot_imports_single_phase_extension)
+        with (
+            runtime.Executor(
+                1, backend=backend, bootstrap=boot_imports_single_phase_extension
+            ) as ex,
+            pytest.raises(runtime.BackendUnavailable, match="_testsinglephase") as info,
+        ):
+            ex.wait_ready(timeout=20)
         assert "backend='thread' or backend='process'" in str(info.value)
         assert "_testsinglephase" in (info.value.remote_traceback or "")
     else:

@@ -110,6 +110,7 @@ def test_shutdown_waits_for_work(backend):
 
 def test_shutdown_cancel_futures(backend):
     ex = runtime.Executor(1, backend=backend)
+    ex.wait_ready(timeout=20)  # so that the first job goes straight to the worker
     running = ex.submit(tasks.sleep_then, 0.3, "done")
     queued = [ex.submit(tasks.square, i) for i in range(50)]
     ex.shutdown(wait=True, cancel_futures=True)
@@ -137,6 +138,7 @@ def test_bootstrap_context_reaches_calls(backend):
 
 def test_cooperative_stop_flag(backend):
     with runtime.Executor(1, backend=backend) as ex:
+        ex.wait_ready(timeout=20)  # the job runs at once, so the stop request finds it
         waiting = ex.submit(tasks.wait_for_stop, 30)
         ex.request_stop()
         assert waiting.result(timeout=20) is True
@@ -154,6 +156,7 @@ def test_a_worker_killed_mid_task_fails_only_its_futures(tmp_path):
 
 def test_a_burst_spreads_over_the_workers(backend):
     with runtime.Executor(2, backend=backend) as ex:
+        ex.wait_ready(timeout=20)
         futures = [ex.submit(tasks.slow_worker_id, 0.2) for _ in range(2)]
         owners = {f.result(timeout=20) for f in futures}
     assert len(owners) == 2
@@ -162,6 +165,7 @@ def test_a_burst_spreads_over_the_workers(backend):
 
 def test_stop_one_running_job_and_not_the_next(backend):
     with runtime.Executor(1, backend=backend) as ex:
+        ex.wait_ready(timeout=20)
         waiting = ex.submit(tasks.wait_for_stop, 30)
         queued = ex.submit(tasks.wait_for_stop, 0.2)
         pending = ex.submit(tasks.wait_for_stop, 0.2)  # the worker already holds two batches

@@ -4,11 +4,14 @@ A :class:`WorkerHandle` owns three pipes (jobs in, results out, stop signal) and
 starts :func:`runtime._worker.serve` somewhere: in an own-GIL subinterpreter, in a
 thread, or in a child process. Everything else (supervision, executor dispatch)
 talks to the handle only, so adding a backend means writing ``_launch``/``kill``.
+The hub finishes writes that would block; the worker's messages are read by the hub
+or, for an executor, by whoever holds its inbox's reader role (``reader``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import struct
@@ -20,6 +23,8 @@ from .._wire import PIPE_SIZE, dumps, frame, make_pipe
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from .._inbox import Inbox
 
 log = logging.getLogger("runtime")
 
@@ -66,6 +71,7 @@ class WorkerHandle:
         hub: Hub,
         on_message: Callable[[WorkerHandle, Any], None],
         on_close: Callable[[WorkerHandle], None],
+        reader: Hub | Inbox | None = None,
     ) -> None:
         self.id = worker_id
         self.pid: int | None = None
@@ -77,11 +83,12 @@ class WorkerHandle:
             hub,
             self._out_r,
             self._in_w,
-            on_message=lambda msg: on_message(self, msg),
+            on_message=functools.partial(on_message, self),
             on_close=self._closed,
         )
         self._on_close = on_close
         self._hub = hub
+        self._reader: Hub | Inbox = reader or hub
         self.exited = threading.Event()
         self.exit_detail: str | None = None
 
@@ -91,11 +98,11 @@ class WorkerHandle:
         with _live_lock:
             _live.add(self)
         self.send(("init", spec))
-        self._hub.add(self.conn)
+        self._reader.add(self.conn)
         try:
             self._launch()
         except BaseException:
-            self._hub.remove(self.conn)
+            self._reader.remove(self.conn)
             self._close_worker_ends()
             self._close_main_ends()
             with _live_lock:
@@ -183,5 +190,6 @@ def create_worker(
     hub: Hub,
     on_message: Callable[[WorkerHandle, Any], None],
     on_close: Callable[[WorkerHandle], None],
+    reader: Hub | Inbox | None = None,
 ) -> WorkerHandle:
-    return worker_class(backend)(worker_id, hub, on_message, on_close)
+    return worker_class(backend)(worker_id, hub, on_message, on_close, reader)

@@ -8,4 +8,4 @@ Run it with ``parallel-runtime bench --quick`` (or ``python -m runtime.bench``).
 
 from __future__ import annotations
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: first_result rows, the floor peer, main_cpu_us on latency rows

@@ -2,19 +2,23 @@
 
     python -m runtime.bench.bench_aio [--quick] [--loop asyncio|trio] [--workers N] [--json PATH]
 
-Three measurements per peer, each the median of ``--repeats`` runs:
+Measurements per peer, each the median of ``--repeats`` runs:
 
 * ``seq``: per-call time of ``await run(tiny, i)`` awaited one after the other
-  (the full round trip: submit, worker, result, event-loop wake-up);
-* ``conc``: per-call time when ``--conc`` such calls are in flight at once
-  (one task each; the overhead that remains when the pipeline is full);
+  (the full round trip: submit, worker, result, event-loop wake-up), and the **main
+  side's CPU per call** meanwhile (every thread of this process but the workers':
+  the event loop and helper threads; ``runtime.bench.cpu``);
+* ``conc``: per-call time (and main-side CPU) when ``--conc`` such calls are in flight
+  at once (one task each; the overhead that remains when the pipeline is full);
 * ``map``: per-item time of the batch helper over ``--conc`` tiny items (``ex.map`` for
   runtime, which ships items in chunks; a task group of ``run_sync`` calls for anyio);
 * ``cpu``: wall time of a CPU-bound batch (``fib(n)`` x count) through the batch helper
   (``ex.map`` for runtime, a task group of ``run_sync`` calls for anyio).
 
-Peers: ``runtime.aio`` on each available backend, ``anyio.to_interpreter.run_sync``
-(Python 3.13+) and ``anyio.to_process.run_sync``, all limited to ``--workers`` workers.
+Peers: ``runtime.aio`` on each available backend (an ``open_executor`` and the
+default executor of ``runtime.aio.run_sync``), ``anyio.to_interpreter.run_sync``
+(Python 3.13+), ``anyio.to_process.run_sync`` and ``anyio.to_thread.run_sync``, all
+limited to ``--workers`` workers.
 ``anyio.to_interpreter`` polls its result queue, so it gets fewer calls (its per-call
 figure is still a per-call figure).
 """
@@ -27,6 +31,7 @@ import json
 import platform
 import statistics
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +41,21 @@ import anyio
 
 import runtime
 import runtime.aio
+from runtime.bench.cpu import main_side_us, thread_cpu_ns
 from runtime.bench.workloads import fib, tiny
+
+# Threads that run the jobs (runtime's workers, anyio's worker threads); the rest of the
+# process is the main side. Names as set in Python (the kernel's copies are cut short).
+_WORKER_THREADS = ("runtime-interp-worker-", "runtime-thread-worker-", "AnyIO worker thread")
+
+
+def _worker_tids() -> set[int]:
+    return {
+        t.native_id
+        for t in threading.enumerate()
+        if t.name.startswith(_WORKER_THREADS) and t.native_id is not None
+    }
+
 
 Call = Callable[[Callable[..., Any], Any], Awaitable[Any]]
 Batch = Callable[[Callable[..., Any], Sequence[Any]], Awaitable[list[Any]]]
@@ -71,6 +90,26 @@ def _runtime_peer(backend: str) -> Peer:
             yield ex.run, ex.map
 
     return Peer(f"runtime.aio[{backend}]", open_)
+
+
+def _run_sync_peer(backend: str) -> Peer:
+    @contextlib.asynccontextmanager
+    async def open_(workers: int) -> AsyncIterator[tuple[Call, Batch]]:
+        runtime.aio.configure_default_executor(workers=workers, backend=backend)
+        limiter = anyio.CapacityLimiter(workers)
+
+        async def call(fn: Callable[..., Any], arg: Any) -> Any:
+            return await runtime.aio.run_sync(fn, arg, limiter=limiter)
+
+        async def batch(fn: Callable[..., Any], items: Sequence[Any]) -> list[Any]:
+            return await _task_group_map(call, fn, items)
+
+        try:
+            yield call, batch
+        finally:
+            await runtime.aio.aclose_default_executor()
+
+    return Peer(f"runtime.aio.run_sync[{backend}]", open_)
 
 
 async def _task_group_map(call: Call, fn: Callable[..., Any], items: Sequence[Any]) -> list[Any]:
@@ -120,7 +159,7 @@ async def _release_anyio_workers(module: str) -> None:
                     await process.aclose()
                 processes.discard(process)
             to_process._process_pool_idle_workers.get().clear()
-    else:
+    elif module == "to_interpreter":
         from anyio import to_interpreter
 
         with contextlib.suppress(LookupError, AttributeError):
@@ -136,11 +175,13 @@ def build_peers() -> tuple[list[Peer], dict[str, str]]:
             skipped["runtime.aio[subinterpreter]"] = "needs Python 3.13+ own-GIL interpreters"
             continue
         peers.append(_runtime_peer(backend))
+        peers.append(_run_sync_peer(backend))
     if sys.version_info >= (3, 13):
         peers.append(_anyio_peer("to_interpreter"))
     else:
         skipped["anyio.to_interpreter"] = "needs Python 3.13+"
     peers.append(_anyio_peer("to_process"))
+    peers.append(_anyio_peer("to_thread"))
     return peers, skipped
 
 
@@ -181,20 +222,40 @@ async def _cpu(batch: Batch, n: int, count: int) -> float:
     return elapsed
 
 
+async def _with_cpu(run: Callable[[], Awaitable[float]], calls: int, cpu: list[float]) -> float:
+    """``await run()``, appending the main side's CPU µs per call to ``cpu``."""
+    workers = _worker_tids()
+    before = thread_cpu_ns()
+    per_call = await run()
+    spent = main_side_us(before, thread_cpu_ns(), workers, calls)
+    if spent is not None:
+        cpu.append(spent)
+    return per_call
+
+
 async def measure(peer: Peer, workers: int, sizes: Sizes) -> dict[str, Any]:
     div = sizes.slow_divisor if peer.slow else 1
     seq_n = max(5, sizes.seq // div)
     conc_n = max(10, sizes.conc // div)
+    seq_cpu: list[float] = []
+    conc_cpu: list[float] = []
     async with peer.open(workers) as (call, batch):
         # Warm up: every worker started and imported the workloads.
         await _conc(call, workers * 4)
-        seq = [await _seq(call, seq_n) for _ in range(sizes.repeats)]
-        conc = [await _conc(call, conc_n) for _ in range(sizes.repeats)]
+        seq = [
+            await _with_cpu(lambda: _seq(call, seq_n), seq_n, seq_cpu) for _ in range(sizes.repeats)
+        ]
+        conc = [
+            await _with_cpu(lambda: _conc(call, conc_n), conc_n, conc_cpu)
+            for _ in range(sizes.repeats)
+        ]
         mapped = [await _map(batch, conc_n) for _ in range(sizes.repeats)]
         cpu = [await _cpu(batch, sizes.fib_n, sizes.fib_count) for _ in range(sizes.repeats)]
     return {
         "seq_us": statistics.median(seq) * 1e6,
         "conc_us": statistics.median(conc) * 1e6,
+        "seq_main_cpu_us": statistics.median(seq_cpu) if seq_cpu else None,
+        "conc_main_cpu_us": statistics.median(conc_cpu) if conc_cpu else None,
         "map_us": statistics.median(mapped) * 1e6,
         "cpu_s": statistics.median(cpu),
         "calls": {"seq": seq_n, "conc": conc_n},
@@ -226,17 +287,23 @@ def _ratios(results: dict[str, Any]) -> dict[str, dict[str, float]]:
     base = results.get("anyio.to_process")
     if base is None:
         return {}
-    return {
-        name: {
+    out: dict[str, dict[str, float]] = {}
+    for name, row in results.items():
+        if not name.startswith("runtime.aio"):
+            continue
+        out[name] = {
             "seq_vs_to_process": base["seq_us"] / row["seq_us"],
             "conc_vs_to_process": base["conc_us"] / row["conc_us"],
             # anyio has no batch verb: its best per-call figure is a full task group.
             "map_vs_to_process": min(base["conc_us"], base["map_us"]) / row["map_us"],
             "cpu_vs_to_process": base["cpu_s"] / row["cpu_s"],
         }
-        for name, row in results.items()
-        if name.startswith("runtime.aio")
-    }
+        # Main-side CPU per call, as a fraction of anyio.to_process's (lower is better).
+        for phase in ("seq", "conc"):
+            mine, theirs = row.get(f"{phase}_main_cpu_us"), base.get(f"{phase}_main_cpu_us")
+            if mine is not None and theirs:
+                out[name][f"{phase}_main_cpu_over_to_process"] = mine / theirs
+    return out
 
 
 def render(doc: dict[str, Any]) -> str:
@@ -244,23 +311,39 @@ def render(doc: dict[str, Any]) -> str:
         f"runtime.aio benchmark — Python {doc['python']}, loop {doc['loop']}, "
         f"{doc['workers']} workers, {doc['cpu_count']} CPUs, {doc['mode']}",
         "",
-        f"{'peer':<30} {'seq µs/call':>12} {'conc µs/call':>13} {'map µs/item':>12} {'cpu batch s':>12}",
+        f"{'peer':<34} {'seq µs/call':>12} {'conc µs/call':>13} {'map µs/item':>12} {'cpu batch s':>12}"
+        f" {'main CPU µs seq':>16} {'conc':>6}",
     ]
+
+    def cpu(value: float | None) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
     for name, row in doc["results"].items():
         lines.append(
-            f"{name:<30} {row['seq_us']:>12.1f} {row['conc_us']:>13.1f} {row['map_us']:>12.1f}"
-            f" {row['cpu_s']:>12.3f}"
+            f"{name:<34} {row['seq_us']:>12.1f} {row['conc_us']:>13.1f} {row['map_us']:>12.1f}"
+            f" {row['cpu_s']:>12.3f} {cpu(row.get('seq_main_cpu_us')):>16}"
+            f" {cpu(row.get('conc_main_cpu_us')):>6}"
         )
     lines.append(
-        f"{'serial (no workers)':<30} {'':>12} {'':>13} {'':>12} {doc['serial_cpu_s']:>12.3f}"
+        f"{'serial (no workers)':<34} {'':>12} {'':>13} {'':>12} {doc['serial_cpu_s']:>12.3f}"
     )
     if doc["ratios"]:
         lines += ["", "speed-up over anyio.to_process (higher is better; target ≥ 10x per call):"]
         for name, r in doc["ratios"].items():
             lines.append(
-                f"  {name:<28} seq {r['seq_vs_to_process']:6.1f}x   conc {r['conc_vs_to_process']:6.1f}x"
+                f"  {name:<32} seq {r['seq_vs_to_process']:6.1f}x   conc {r['conc_vs_to_process']:6.1f}x"
                 f"   map {r['map_vs_to_process']:6.1f}x   cpu batch {r['cpu_vs_to_process']:5.2f}x"
             )
+        lines += [
+            "",
+            "main-side CPU per call over anyio.to_process's (lower is better; target <= 0.5):",
+        ]
+        for name, r in doc["ratios"].items():
+            if "seq_main_cpu_over_to_process" in r:
+                lines.append(
+                    f"  {name:<32} seq {r['seq_main_cpu_over_to_process']:5.2f}"
+                    f"   conc {r.get('conc_main_cpu_over_to_process', float('nan')):5.2f}"
+                )
     for name, why in doc["skipped"].items():
         lines.append(f"skipped {name}: {why}")
     return "\n".join(lines)

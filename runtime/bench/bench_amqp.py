@@ -9,14 +9,24 @@ scraped once a second by another process, 15 times Prometheus' default rate; off
 ``metrics=False`` and no server).
 Handlers live at module level (workers import them); pika is imported only in the
 main process, so subinterpreter workers never load it.
+
+The CPU-bound rows also say where the CPU went while the messages were consumed, in
+cores: the workers, the main side of this process (pika's I/O thread, the executor's
+hub, the waiting main thread; ``runtime.bench.cpu``) and, when it runs on this machine
+and its process is visible, the broker. On a machine with as many cores as workers,
+whatever the main side and the broker use is taken from the workers: that, not the
+executor, is what keeps the 2-worker speed-up under 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import subprocess
 import sys
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -90,6 +100,35 @@ def raw_pika(url: str, count: int, prefetch: int) -> float:
     return count / elapsed
 
 
+def _broker_pid() -> int | None:
+    """The local RabbitMQ's Erlang VM, if this process can see it."""
+    try:
+        out = subprocess.run(["pgrep", "-x", "beam.smp"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    pids = out.stdout.split()
+    return int(pids[0]) if len(pids) == 1 else None
+
+
+def _process_cpu_s(pid: int | None) -> float | None:
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _worker_tids() -> set[int]:
+    names = ("runtime-interp-worker-", "runtime-thread-worker-")
+    return {t.native_id for t in threading.enumerate() if t.name.startswith(names) and t.native_id}
+
+
+CPU_SPLIT: dict[str, list[float]] = {}  # "<rows label>:<part>" -> cores, one per run
+
+
 def runtime_consumer(
     url: str,
     count: int,
@@ -99,13 +138,20 @@ def runtime_consumer(
     backend: str,
     prefetch: int | None,
     metrics: bool = True,
+    cpu_label: str | None = None,
 ) -> float:
-    """Our Consumer on ``workers`` workers: messages per second from start() to the last ack."""
+    """Our Consumer on ``workers`` workers: messages per second from start() to the last ack.
+
+    With ``cpu_label``, where the CPU went meanwhile is added to :data:`CPU_SPLIT`.
+    """
     import runtime
     from runtime.amqp import Consumer
+    from runtime.bench.cpu import thread_cpu_ns
 
     queue = _queue()
+    broker = _broker_pid() if cpu_label else None
     with runtime.Executor(workers=workers, backend=backend, metrics=metrics) as executor:
+        executor.wait_ready(60)  # measure consuming, not booting
         consumer = Consumer(
             handler, queue, url=url, prefetch=prefetch, executor=executor, metrics=metrics
         )
@@ -114,13 +160,32 @@ def runtime_consumer(
         with Publisher(url) as publisher:
             publisher.declare(consumer.topology)
             publisher.publish_batch(bodies, queue)
+        workers_here = _worker_tids()
+        threads_before, broker_before = thread_cpu_ns(), _process_cpu_s(broker)
         start = time.perf_counter()
         consumer.start()
+        # A 10 ms poll: a few hundredths of a percent of the run, and (unlike a 2 ms one)
+        # not itself a visible share of the main side's CPU.
         while consumer.statistics().succeeded < count:
-            time.sleep(0.002)
+            time.sleep(0.01)
         elapsed = time.perf_counter() - start
+        threads_after, broker_after = thread_cpu_ns(), _process_cpu_s(broker)
         consumer.stop()
     _cleanup(url, consumer.topology.queue_names(), [consumer.topology.dead_letter_exchange])
+    if cpu_label and threads_before is not None and threads_after is not None:
+        worker_s = main_s = 0.0
+        for tid, ns in threads_after.items():
+            spent = (ns - threads_before.get(tid, 0)) / 1e9
+            if tid in workers_here:
+                worker_s += spent
+            else:
+                main_s += spent
+        CPU_SPLIT.setdefault(f"{cpu_label}:workers", []).append(worker_s / elapsed)
+        CPU_SPLIT.setdefault(f"{cpu_label}:main side", []).append(main_s / elapsed)
+        if broker_before is not None and broker_after is not None:
+            CPU_SPLIT.setdefault(f"{cpu_label}:broker", []).append(
+                (broker_after - broker_before) / elapsed
+            )
     return count / elapsed
 
 
@@ -186,6 +251,19 @@ def metrics_overhead(
         "overhead_pct": (off_rate - on_rate) / off_rate * 100,
         "scrapes": scrapes,
     }
+
+
+def executor_rate(count: int, fib_arg: int, workers: int, backend: str) -> float:
+    """The same CPU-bound jobs through the Executor alone (no broker): jobs per second."""
+    import runtime
+
+    with runtime.Executor(workers=workers, backend=backend) as executor:
+        executor.wait_ready(60)
+        start = time.perf_counter()
+        futures = [executor.submit(_fib, fib_arg) for _ in range(count)]
+        for future in futures:
+            future.result()
+        return count / (time.perf_counter() - start)
 
 
 def publisher_rate(url: str, count: int, batched: bool) -> float:
@@ -276,15 +354,34 @@ def main(argv: list[str] | None = None) -> int:
 
     body = [str(fib_arg).encode()] * cpu_n
     one = _median(
-        lambda: runtime_consumer(args.url, cpu_n, f"{me}:cpu", body, 1, args.backend, None), repeats
+        lambda: runtime_consumer(
+            args.url, cpu_n, f"{me}:cpu", body, 1, args.backend, None, cpu_label="1 worker"
+        ),
+        repeats,
     )
     row(f"CPU-bound fib({fib_arg}), 1 worker", one)
     two = _median(
-        lambda: runtime_consumer(args.url, cpu_n, f"{me}:cpu", body, 2, args.backend, None), repeats
+        lambda: runtime_consumer(
+            args.url, cpu_n, f"{me}:cpu", body, 2, args.backend, None, cpu_label="2 workers"
+        ),
+        repeats,
     )
     row(f"CPU-bound fib({fib_arg}), 2 workers", two)
     results["cpu_speedup_2_workers"] = round(two / one, 3)
     print(f"{'  speed-up with 2 workers':48} {two / one:12.2f} x")
+    executor_one = _median(lambda: executor_rate(cpu_n, fib_arg, 1, args.backend), repeats)
+    executor_two = _median(lambda: executor_rate(cpu_n, fib_arg, 2, args.backend), repeats)
+    results["executor_speedup_2_workers"] = round(executor_two / executor_one, 3)
+    print(f"{'  the Executor alone, same jobs':48} {executor_two / executor_one:12.2f} x")
+    split = {key: round(statistics.median(v), 3) for key, v in CPU_SPLIT.items()}
+    results["cpu_cores_while_consuming"] = split
+    for label in ("1 worker", "2 workers"):
+        parts = "   ".join(
+            f"{part} {split[f'{label}:{part}']:.2f}"
+            for part in ("workers", "main side", "broker")
+            if f"{label}:{part}" in split
+        )
+        print(f"{'  CPU cores while consuming, ' + label:48} {parts}")
 
     batched = _median(lambda: publisher_rate(args.url, n, True), repeats)
     row("publisher confirms, batched", batched)

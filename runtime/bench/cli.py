@@ -124,7 +124,12 @@ def _list(console_print: Callable[[str], None]) -> int:
             f"work  {w.name:24} {w.kind:9} {w.description}{'' if w.quick else '  (not in --quick)'}"
         )
     console_print("work  startup                  (start-up time and memory per worker)")
-    console_print("work  latency                  (submit -> result p50/p99)")
+    console_print(
+        "work  latency                  (submit -> result p50/p99, main-side CPU per call)"
+    )
+    console_print(
+        "work  first_result             (constructor to the first result; floor: bare interpreters)"
+    )
     return 0
 
 

@@ -6,7 +6,9 @@ the three operations the runner needs:
 
 * ``map(fn, items, chunksize)`` - run ``fn`` over ``items``, results in order;
 * ``latencies(fn, arg, count)`` - ``count`` sequential submit -> result round trips, in seconds;
-* ``warm(count, delay)`` - occupy ``count`` workers at once and return the process ids that ran them.
+* ``warm(count, delay)`` - occupy ``count`` workers at once and return the process ids that ran them;
+* ``worker_tids()`` - native ids of the threads that run jobs here (none for process workers), so
+  the runner can tell the caller's side's CPU from the workers'.
 
 Each session is opened and closed by the runner, so start-up and shutdown are never shared.
 """
@@ -18,6 +20,7 @@ import contextlib
 import multiprocessing
 import multiprocessing.pool
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -56,6 +59,10 @@ class Session:
         from .workloads import warm
 
         return self.map(warm, [delay] * count, 1)
+
+    def worker_tids(self) -> set[int]:
+        """Native ids of this process's threads that run jobs (not the caller's side)."""
+        return set()
 
     def close(self) -> None:
         pass
@@ -101,6 +108,13 @@ class ExecutorSession(Session):
 
         futures = [self.executor.submit(warm, delay) for _ in range(count)]
         return [f.result() for f in futures]
+
+    def worker_tids(self) -> set[int]:
+        threads = getattr(self.executor, "_threads", None)  # Thread/InterpreterPoolExecutor
+        if threads is None:  # runtime.Executor: each thread or subinterpreter worker's thread
+            handles = getattr(self.executor, "_spawned", ())
+            threads = [getattr(h, "_thread", None) for h in handles]
+        return {t.native_id for t in threads if t is not None and t.native_id is not None}
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -189,6 +203,15 @@ class AnyioSession(Session):
     def latencies(self, fn: Callable[[Any], Any], arg: Any, count: int) -> list[float]:
         return self.portal.call(self._latencies, fn, arg, count)
 
+    def worker_tids(self) -> set[int]:
+        # anyio.to_interpreter runs each interpreter from one of anyio's worker threads;
+        # anyio.to_process has none here. The portal's event loop is the caller's side.
+        return {
+            t.native_id
+            for t in threading.enumerate()
+            if t.name.startswith("AnyIO worker thread") and t.native_id is not None
+        }
+
     def _release_interpreters(self) -> None:
         # anyio keeps idle subinterpreters until interpreter exit (atexit); destroy them now so a
         # later peer's memory figure is not inflated by ours.
@@ -238,6 +261,8 @@ class Peer:
     # Own-GIL subinterpreters on 3.12 crash the process when they import hashlib.
     subinterpreter_workers: bool = False
     serial: bool = False
+    # Not a pool: bare interpreters measured for first_result only (runtime.bench.floor).
+    floor: bool = False
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -258,6 +283,16 @@ def _always() -> str | None:
 
 def _serial(workers: int) -> Session:
     return SerialSession(1)
+
+
+def _no_session(workers: int) -> Session:
+    raise RuntimeError("the floor is not a pool: the runner measures it with runtime.bench.floor")
+
+
+def _floor_check() -> str | None:
+    from .floor import available
+
+    return available()
 
 
 def _thread_pool(workers: int) -> Session:
@@ -369,6 +404,15 @@ def _runtime(backend: str) -> Callable[[int], Session]:
 def _build_peers() -> tuple[Peer, ...]:
     peers = [
         Peer("serial", "serial", "serial", _serial, _always, serial=True),
+        Peer(
+            "floor",
+            "floor",
+            "subinterpreter/bare",
+            _no_session,
+            _floor_check,
+            subinterpreter_workers=True,
+            floor=True,
+        ),
         Peer("thread", "ThreadPoolExecutor", "thread", _thread_pool, _always),
     ]
     for method in ("fork", "forkserver", "spawn"):

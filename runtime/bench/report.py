@@ -7,7 +7,10 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .runner import FIRST_RESULT as FIRST_W
+from .runner import LATENCY as LATENCY_W
 from .runner import RESULT_FIELDS
+from .runner import STARTUP as STARTUP_W
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -20,6 +23,7 @@ __all__ = [
     "plot",
     "reference_peer",
     "render_table",
+    "target_ratios",
     "validate_document",
     "write_json",
 ]
@@ -106,7 +110,9 @@ _COLUMNS: tuple[tuple[str, str, str, bool, str], ...] = (
     ("payload", "per_task_us", "1 MB i/o\nµs/task", False, "{:.0f}"),
     ("latency", "p50_us", "latency\np50 µs", False, "{:.0f}"),
     ("latency", "p99_us", "latency\np99 µs", False, "{:.0f}"),
+    ("latency", "main_cpu_us", "main CPU\nµs/call", False, "{:.0f}"),
     ("startup", "startup_ms", "start\nms", False, "{:.1f}"),
+    ("first_result", "first_result_ms", "first\nresult ms", False, "{:.1f}"),
     ("startup", "mem_mb_per_worker", "memory\nMB/worker", False, "{:.1f}"),
 )
 
@@ -205,6 +211,15 @@ def render_table(doc: dict[str, Any], console: Any = None) -> None:
             table.add_row(peer, backend, *cells, style=style)
         console.print(table)
 
+    targets = target_ratios(doc)
+    if targets:
+        lines = ["runtime.Executor against the per-call yardsticks (below 1 is better):"]
+        for t in targets:
+            lines.append(
+                f"  {t['backend']:<15} x{t['workers']:<3} {t['target']:<42} {t['ratio']:.2f}{TIMES}"
+            )
+        console.print("\n".join(lines), markup=False, highlight=False)
+
     suite = env.get("suite", {})
     for key, reason in suite.get("skipped_peers", {}).items():
         console.print(f"[dim]skipped {key}: {reason}[/]")
@@ -212,6 +227,68 @@ def render_table(doc: dict[str, Any], console: Any = None) -> None:
         console.print(
             f"[red]failed {err['peer']} ({err['backend']}, {err['workers']} workers): {err['error']}[/]"
         )
+
+
+# --- per-call targets ------------------------------------------------------------------------------
+
+# (label, workload, field, peer, backend prefix of the yardstick); ratios below 1 are better.
+_TARGETS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("p50 / ThreadPoolExecutor", LATENCY_W, "p50_us", "ThreadPoolExecutor", "thread"),
+    ("p50 / InterpreterPoolExecutor", LATENCY_W, "p50_us", "InterpreterPoolExecutor", ""),
+    ("p99 / InterpreterPoolExecutor", LATENCY_W, "p99_us", "InterpreterPoolExecutor", ""),
+    ("main CPU / anyio.to_process", LATENCY_W, "main_cpu_us", "anyio.to_process", ""),
+    ("first result / floor", FIRST_W, "first_result_ms", "floor", ""),
+    (
+        "first result / InterpreterPoolExecutor",
+        FIRST_W,
+        "first_result_ms",
+        "InterpreterPoolExecutor",
+        "",
+    ),
+    (
+        "MB per worker / InterpreterPoolExecutor",
+        STARTUP_W,
+        "mem_mb_per_worker",
+        "InterpreterPoolExecutor",
+        "",
+    ),
+)
+
+
+def target_ratios(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """``runtime.Executor``'s figures over the yardsticks the per-call targets name, per worker count.
+
+    One entry per (runtime backend, workers, target) that both sides of the ratio were measured
+    for: ``{"backend", "workers", "target", "ratio"}``. Below 1 is better.
+    """
+    rows = doc["results"]
+    out: list[dict[str, Any]] = []
+    for label, workload, fld, peer, prefix in _TARGETS:
+        for mine in rows:
+            if mine["peer"] != "runtime.Executor" or mine["workload"] != workload:
+                continue
+            ref = next(
+                (
+                    r
+                    for r in rows
+                    if r["peer"] == peer
+                    and r["backend"].startswith(prefix)
+                    and r["workload"] == workload
+                    and r["workers"] == mine["workers"]
+                ),
+                None,
+            )
+            if ref is None or not ref[fld] or mine[fld] is None:
+                continue
+            out.append(
+                {
+                    "backend": mine["backend"],
+                    "workers": mine["workers"],
+                    "target": label,
+                    "ratio": round(mine[fld] / ref[fld], 3),
+                }
+            )
+    return out
 
 
 # --- plot -----------------------------------------------------------------------------------------

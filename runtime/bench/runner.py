@@ -2,13 +2,18 @@
 
 One *session* is one peer opened with N workers. Every session measures, in this order:
 
+0. **first result** (a session of its own, opened just for it): the time from the constructor
+   to the result of one tiny call. The ``floor`` row is what that costs with nothing but N bare
+   interpreters created in parallel, one pipe round trip each (``runtime.bench.floor``);
 1. **start-up**: the pool is constructed and N tasks that each hold a worker for ``WARM_DELAY``
    seconds are submitted at once; start-up is the time until all N came back, minus that delay;
 2. **memory per worker**: ``(RSS growth of this process + USS of every worker process) / N``,
    read from ``/proc/<pid>/smaps_rollup`` right after start-up (heap trimmed before and after,
    so memory freed by an earlier peer is not silently reused by this one);
 3. each **batch workload** (a ``map`` over its items): wall time, per-task time;
-4. **latency**: sequential submit -> result round trips of a tiny task (p50/p99).
+4. **latency**: sequential submit -> result round trips of a tiny task (p50/p99), and the
+   **main side's CPU per call** meanwhile: every thread of this process but the session's
+   workers (``runtime.bench.cpu``) — the calling thread, event loop and helper threads.
 
 Repeats run every (workers, peer) session once per round, peers in a fresh random order each
 round, so slow drift of a noisy machine spreads over all of them.
@@ -30,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from . import SCHEMA_VERSION, workloads
+from .cpu import main_side_us, thread_cpu_ns
 from .peers import Peer, Session, available_peers, quiet_fork_warnings
 
 if TYPE_CHECKING:
@@ -62,6 +68,8 @@ RESULT_FIELDS = (
     "p99_us",
     "startup_ms",
     "mem_mb_per_worker",
+    "first_result_ms",
+    "main_cpu_us",
 )
 
 
@@ -91,6 +99,7 @@ class Workload:
 # Special, per-session measurements that are not batches; they share the --workloads namespace.
 STARTUP = "startup"
 LATENCY = "latency"
+FIRST_RESULT = "first_result"
 
 WORKLOADS: tuple[Workload, ...] = (
     Workload("fib", "cpu", workloads.fib, 25, 24, "recursive fib(25), pure Python"),
@@ -127,7 +136,7 @@ WORKLOADS: tuple[Workload, ...] = (
         "payload", "payload", workloads.payload_echo, b"", 16, "1 MB bytes in, 1 MB bytes out"
     ),
 )
-SPECIAL = (STARTUP, LATENCY)
+SPECIAL = (STARTUP, LATENCY, FIRST_RESULT)
 ALL_WORKLOAD_NAMES = (*(w.name for w in WORKLOADS), *SPECIAL)
 
 # Peers that dispatch in milliseconds (anyio.to_interpreter polls its queue) get at most this
@@ -171,6 +180,8 @@ class _Samples:
     memory: list[float] = field(default_factory=list)
     # per start-up: (parent RSS growth, workers' USS, workers' PSS) in bytes, constructor seconds
     memory_parts: list[tuple[float, float, float, float]] = field(default_factory=list)
+    first: list[float] = field(default_factory=list)  # seconds to the first result
+    main_cpu: list[float] = field(default_factory=list)  # µs of main-side CPU per latency call
 
 
 # --- memory ---------------------------------------------------------------------------------------
@@ -314,6 +325,8 @@ def environment() -> dict[str, Any]:
 
 def _applies(peer: Peer, workload: Workload) -> str | None:
     """None when ``peer`` runs ``workload``, else why not."""
+    if peer.floor:
+        return "the floor runs no jobs: it measures first_result only"
     if workload.uses_hashlib and peer.subinterpreter_workers and sys.version_info < (3, 13):
         return "hashlib crashes own-GIL subinterpreters on Python 3.12"
     if workload.chunksize > 1 and peer.key.startswith("anyio-"):
@@ -338,7 +351,9 @@ def count_steps(config: Config) -> int:
     usable, _ = available_peers(config.peers)
     for _, peer in _sessions(Config(**{**config.__dict__, "peers": usable})):
         steps += sum(1 for w in config.workloads if _applies(peer, w) is None)
-        if not peer.serial:
+        if peer.floor:
+            steps += FIRST_RESULT in config.special
+        elif not peer.serial:
             steps += len(config.special)
     return steps * config.repeats
 
@@ -364,6 +379,12 @@ def _measure_session(
     clock = time.perf_counter
     cap = SLOW_DISPATCH_CAP if peer.slow_dispatch else None
     measure_startup = STARTUP in config.special and not peer.serial
+
+    if FIRST_RESULT in config.special and not peer.serial:
+        bucket(FIRST_RESULT).first.append(_first_result(peer, workers))
+        step(f"{peer.key} x{workers}: first result")
+    if peer.floor:
+        return
 
     if measure_startup:
         _trim_heap()
@@ -408,8 +429,25 @@ def _measure_session(
         if LATENCY in config.special and not peer.serial:
             count = config.latency_samples if cap is None else min(cap, config.latency_samples)
             session.call(workloads.tiny, 0)  # the first call may import the function's module
+            workers_here = session.worker_tids()
+            before = thread_cpu_ns()
             bucket(LATENCY).latency += session.latencies(workloads.tiny, 1, count)
+            cpu = main_side_us(before, thread_cpu_ns(), workers_here, count)
+            if cpu is not None:
+                bucket(LATENCY).main_cpu.append(cpu)
             step(f"{peer.key} x{workers}: latency")
+
+
+def _first_result(peer: Peer, workers: int) -> float:
+    """Seconds from opening ``peer`` (a fresh session) to the result of one tiny call."""
+    if peer.floor:
+        from .floor import first_result_s
+
+        return first_result_s(workers)
+    start = time.perf_counter()
+    with peer.open(workers) as session:
+        session.call(workloads.tiny, 0)
+        return time.perf_counter() - start
 
 
 def _describe(exc: BaseException) -> str:
@@ -488,6 +526,14 @@ def _results(config: Config, samples: dict[tuple[str, str, int], _Samples]) -> l
                             **_spread(s.latency),
                             p50_us=_percentile(s.latency, 50) * 1e6,
                             p99_us=_percentile(s.latency, 99) * 1e6,
+                            main_cpu_us=statistics.median(s.main_cpu) if s.main_cpu else None,
+                        )
+                    )
+                elif s.first:
+                    spread = _spread(s.first)
+                    rows.append(
+                        _row(
+                            peer, name, workers, **spread, first_result_ms=spread["median_s"] * 1e3
                         )
                     )
                 elif s.startup:
@@ -596,6 +642,8 @@ def run(config: Config, step: Callable[[str], None] | None = None) -> dict[str, 
             "startup": f"constructor to N concurrent {WARM_DELAY * 1e3:.0f} ms probe tasks done, minus {WARM_DELAY * 1e3:.0f} ms",
             "mem_mb_per_worker": "(RSS growth of this process + USS of worker processes) / N, after start-up, heap trimmed; USS/PSS split in startup_detail",
             "latency": "sequential submit -> result of a tiny task in a warm pool; nearest-rank p50/p99",
+            "main_cpu_us": "CPU of this process's threads except the workers' (by native thread id, /proc/self/task) during the latency calls, per call: the caller's side",
+            "first_result_ms": "a fresh session: constructor to the result of one tiny call; the floor row: N bare interpreters created in parallel, one pipe round trip each",
             "per_task_us": "median wall time of the batch / tasks",
             "speedup_vs_serial": "serial median / peer median, same workload",
             "slow_dispatch_cap": f"peers that dispatch in milliseconds run at most {SLOW_DISPATCH_CAP} dispatch/payload tasks and latency samples",
