@@ -314,3 +314,24 @@ class LoadsBadly:
 
     def __reduce__(self) -> tuple[object, tuple[()]]:
         return (refuse_to_load, ())
+
+
+def gated_boot() -> None:
+    """A bootstrap that waits for the test to open the gate (a named pipe), then maybe fails.
+
+    The gate is the path in ``RUNTIME_TEST_BOOT_GATE``; each worker takes one byte of it.
+    With ``RUNTIME_TEST_BOOT_FAILS`` set, the bootstrap then raises.
+    """
+    fd = os.open(os.environ["RUNTIME_TEST_BOOT_GATE"], os.O_RDONLY)
+    try:
+        os.read(fd, 1)
+    finally:
+        os.close(fd)
+    if os.environ.get("RUNTIME_TEST_BOOT_FAILS"):
+        raise RuntimeError("the gated bootstrap failed as told")
+
+
+def announce(channel: runtime.Channel, value: object) -> object:
+    """Send ``value`` on ``channel`` (the test learns that this job ran), then return it."""
+    channel.send(value)
+    return value
