@@ -286,6 +286,8 @@ class Executor(cf.Executor):
         self._max_batch = max_batch
         self._lock = threading.RLock()
         self._pending: collections.deque[_Item] = collections.deque()
+        # batch id -> (worker id, jobs) whose results arrived and whose futures are being set
+        self._completing: dict[int, tuple[int, list[_Item]]] = {}
         self._workers: dict[int, _Worker] = {}
         self._spawned: list[WorkerHandle] = []  # every worker ever started, joined at shutdown
         self._batch_ids = itertools.count(1)
@@ -393,15 +395,26 @@ class Executor(cf.Executor):
         """Complete one finished batch's futures: every batch that ends well passes here.
 
         ``results`` holds ``(ok, value)`` per job; None (with ``failure``) when they could
-        not be rebuilt in this process. Idempotent (see above): futures already done are
-        skipped, and the batch leaves ``inflight`` only once all of them are done. The
-        ops hooks (metrics, ``on_failure``) see every batch here, whoever read it.
+        not be rebuilt in this process. The ops hooks (metrics, ``on_failure``) see every
+        batch here, whoever read it.
+
+        The batch leaves ``inflight`` (and the next one is dispatched) *before* its futures
+        are set, so a caller that submits again from a done-callback, or as soon as its
+        result returns, finds this worker free. Until every future is set the batch sits
+        in ``_completing``: a reader interrupted half-way (see above) leaves it there, and
+        the replayed message finishes it, or the worker's loss fails what is left.
         """
-        # Plain lookups: the batch went into `inflight` before its calls were written.
-        worker = self._workers.get(handle.id)
-        items = worker.inflight.get(batch_id) if worker is not None else None
-        if worker is None or items is None:
-            return
+        with self._lock:
+            entry = self._completing.get(batch_id)
+            if entry is None:  # not a replay after an interruption: the usual case
+                worker = self._workers.get(handle.id)
+                popped = worker.inflight.pop(batch_id, None) if worker is not None else None
+                if popped is None:
+                    return
+                entry = self._completing[batch_id] = (handle.id, popped)
+                if self._pending:
+                    self._dispatch()
+        items = entry[1]
         if results is None:
             error = NotTransferable(
                 f"the results of {len(items)} job(s) (first: {_describe(items[0].fn)}) could "
@@ -422,9 +435,7 @@ class Executor(cf.Executor):
                     future.set_exception(decode_exception(value))
             self._ops.batch_done(batch_id, items, results, handle)
         with self._lock:
-            del worker.inflight[batch_id]
-            if self._pending:
-                self._dispatch()
+            del self._completing[batch_id]
             if self._shutdown:
                 self._maybe_finish()
 
@@ -436,6 +447,11 @@ class Executor(cf.Executor):
                 self._maybe_finish()
                 return
             lost = [item for items in worker.inflight.values() for item in items]
+            # Batches whose completion an interrupted reader left half done (see above).
+            for batch_id, (owner, items) in list(self._completing.items()):
+                if owner == handle.id:
+                    del self._completing[batch_id]
+                    lost += items
             was_ready = worker.ready
             was_initial = worker.initial
             if not was_ready:

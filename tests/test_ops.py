@@ -280,8 +280,10 @@ def test_healthz_names_a_stuck_hub_and_recovers(backend):
         runtime.serve_metrics(0, host="127.0.0.1", stale_after=0.3) as srv,
         runtime.Executor(1, backend=backend) as ex,
     ):
+        ex.wait_ready(timeout=20)  # the job must be running for request_stop to reach it
         future = ex.submit(tasks.wait_for_stop, 30)
-        # Runs on the executor's hub thread when the result arrives: the hub is stuck.
+        # Runs on the executor's hub thread when the result arrives (nobody else waits
+        # to read it): the hub is stuck.
         future.add_done_callback(lambda _f: gate.wait(30))
         assert get(srv.url + "/healthz")[0] == 200
         assert ex.request_stop(future)
