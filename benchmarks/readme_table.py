@@ -15,8 +15,8 @@ from pathlib import Path
 
 # (workload, field, header, format)
 COLUMNS = [
-    ("fib", "speedup_vs_serial", "fib ×", "{:.2f}"),
-    ("nbody", "speedup_vs_serial", "nbody ×", "{:.2f}"),
+    ("fib", "speedup_vs_serial", "fib x", "{:.2f}"),
+    ("nbody", "speedup_vs_serial", "nbody x", "{:.2f}"),
     ("tiny", "per_task_us", "tiny map µs/task", "{:,.1f}"),
     ("latency", "p50_us", "p50 µs", "{:.0f}"),
     ("latency", "p99_us", "p99 µs", "{:.0f}"),
@@ -30,7 +30,9 @@ COLUMNS = [
 def render(doc: dict[str, object]) -> str:
     results: list[dict[str, object]] = doc["results"]  # type: ignore[assignment]
     workers = max(int(r["workers"]) for r in results)  # type: ignore[call-overload]
-    index = {(r["peer"], r["backend"], r["workload"]): r for r in results if r["workers"] in (workers, 1)}
+    index = {
+        (r["peer"], r["backend"], r["workload"]): r for r in results if r["workers"] in (workers, 1)
+    }
     peers: list[tuple[object, object]] = []
     for r in results:
         key = (r["peer"], r["backend"])
@@ -45,7 +47,7 @@ def render(doc: dict[str, object]) -> str:
         for workload, field, _, fmt in COLUMNS:
             row = index.get((peer, backend, workload))
             value = None if row is None else row.get(field)
-            cells.append("–" if value is None else fmt.format(value))
+            cells.append("-" if value is None else fmt.format(value))
         name = f"**{peer}**" if peer == "runtime.Executor" else str(peer)
         lines.append(f"| {name} | {backend} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
