@@ -200,6 +200,16 @@ def main_module_spec() -> dict[str, str] | None:
             name = name[: -len(".__main__")]
         return {"name": name}
     path = getattr(main, "__file__", None)
+    if path and _is_repl_file(path):
+        return None
     if path and os.path.exists(path):
         return {"path": os.path.abspath(path)}
     return None
+
+
+def _is_repl_file(path: str) -> bool:
+    """Some 3.13 builds leave ``__main__.__file__`` at ``.../_pyrepl/__main__.py`` (and no
+    ``__spec__``) in the terminal REPL: that session is interactive, not a script to re-run."""
+    head, base = os.path.split(path)
+    package = os.path.basename(head)
+    return base == "__main__.py" and f"{package}.__main__" in _REPL_MAINS
