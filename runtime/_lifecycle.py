@@ -1,0 +1,110 @@
+"""Worker lifecycle limits: when a worker is recycled, how long a bootstrap may take.
+
+One frozen :class:`Limits` value travels from the user-facing constructors (``Pool``,
+``Executor``, ``amqp.Consumer``) and the CLI flags to the code that enforces it, so every
+front validates and spells the limits the same way:
+
+* ``max_tasks_per_worker``: jobs (Executor, consumer handler calls) or task runs (Pool) a
+  worker serves before it is replaced;
+* ``max_worker_memory``: bytes a worker may hold before it is replaced (what is counted
+  depends on the backend, see :func:`runtime._usage.worker_memory`);
+* ``max_worker_age``: seconds a worker lives before it is replaced;
+* ``boot_timeout``: seconds a fresh worker's bootstrap may take before it is given up.
+
+A recycled worker finishes what it holds, and its successor boots before it retires.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from typing import Any
+
+from ._errors import ConfigurationError
+
+__all__ = ["DEFAULT_BOOT_TIMEOUT", "Limits", "parse_size"]
+
+#: Seconds a fresh worker's bootstrap may take by default.
+DEFAULT_BOOT_TIMEOUT = 60.0
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
+
+
+def parse_size(value: str | int) -> int:
+    """Bytes from ``512M``, ``2G``, ``1.5GiB``, ``300000`` (binary units: 1K = 1024)."""
+    if isinstance(value, bool):
+        raise ConfigurationError(f"a memory size must be an int or a string like '512M', got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise ConfigurationError(f"a memory size must be >= 1 byte, got {value}")
+        return value
+    match = _SIZE.match(str(value))
+    if match is None:
+        raise ConfigurationError(
+            f"cannot read {value!r} as a memory size; write bytes or a number with K, M, G or T "
+            "(binary units), for example 512M or 2G"
+        )
+    size = int(float(match.group(1)) * _UNITS[match.group(2).upper()])
+    if size < 1:
+        raise ConfigurationError(f"a memory size must be >= 1 byte, got {value!r}")
+    return size
+
+
+def _positive_number(name: str, value: Any, *, allow_none: bool = True) -> float | None:
+    if value is None and allow_none:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or math.isnan(value)
+        or value <= 0
+    ):
+        raise ConfigurationError(f"{name} must be a number > 0 (seconds) or None, got {value!r}")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """When workers are recycled and how long a bootstrap may take (``None``: no limit)."""
+
+    max_tasks_per_worker: int | None = None
+    max_worker_memory: int | None = None
+    max_worker_age: float | None = None
+    boot_timeout: float | None = DEFAULT_BOOT_TIMEOUT
+
+    def __post_init__(self) -> None:
+        tasks = self.max_tasks_per_worker
+        if tasks is not None and (isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1):
+            raise ConfigurationError(f"max_tasks_per_worker must be an int >= 1 or None, got {tasks!r}")
+        if self.max_worker_memory is not None:
+            object.__setattr__(self, "max_worker_memory", parse_size(self.max_worker_memory))
+        object.__setattr__(
+            self, "max_worker_age", _positive_number("max_worker_age", self.max_worker_age)
+        )
+        object.__setattr__(self, "boot_timeout", _positive_number("boot_timeout", self.boot_timeout))
+
+    @property
+    def recycles(self) -> bool:
+        """Whether any recycling limit is set."""
+        return (
+            self.max_tasks_per_worker is not None
+            or self.max_worker_memory is not None
+            or self.max_worker_age is not None
+        )
+
+    @classmethod
+    def from_kwargs(
+        cls,
+        max_tasks_per_worker: int | None = None,
+        max_worker_memory: int | str | None = None,
+        max_worker_age: float | None = None,
+        boot_timeout: float | None = DEFAULT_BOOT_TIMEOUT,
+    ) -> Limits:
+        return cls(
+            max_tasks_per_worker,
+            None if max_worker_memory is None else parse_size(max_worker_memory),
+            max_worker_age,
+            boot_timeout,
+        )
