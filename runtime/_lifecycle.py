@@ -23,7 +23,7 @@ from typing import Any
 
 from ._errors import ConfigurationError
 
-__all__ = ["DEFAULT_BOOT_TIMEOUT", "Limits", "parse_size"]
+__all__ = ["DEFAULT_BOOT_TIMEOUT", "Limits", "add_arguments", "from_args", "parse_size"]
 
 #: Seconds a fresh worker's bootstrap may take by default.
 DEFAULT_BOOT_TIMEOUT = 60.0
@@ -35,7 +35,9 @@ _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE
 def parse_size(value: str | int) -> int:
     """Bytes from ``512M``, ``2G``, ``1.5GiB``, ``300000`` (binary units: 1K = 1024)."""
     if isinstance(value, bool):
-        raise ConfigurationError(f"a memory size must be an int or a string like '512M', got {value!r}")
+        raise ConfigurationError(
+            f"a memory size must be an int or a string like '512M', got {value!r}"
+        )
     if isinstance(value, int):
         if value < 1:
             raise ConfigurationError(f"a memory size must be >= 1 byte, got {value}")
@@ -76,14 +78,20 @@ class Limits:
 
     def __post_init__(self) -> None:
         tasks = self.max_tasks_per_worker
-        if tasks is not None and (isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1):
-            raise ConfigurationError(f"max_tasks_per_worker must be an int >= 1 or None, got {tasks!r}")
+        if tasks is not None and (
+            isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1
+        ):
+            raise ConfigurationError(
+                f"max_tasks_per_worker must be an int >= 1 or None, got {tasks!r}"
+            )
         if self.max_worker_memory is not None:
             object.__setattr__(self, "max_worker_memory", parse_size(self.max_worker_memory))
         object.__setattr__(
             self, "max_worker_age", _positive_number("max_worker_age", self.max_worker_age)
         )
-        object.__setattr__(self, "boot_timeout", _positive_number("boot_timeout", self.boot_timeout))
+        object.__setattr__(
+            self, "boot_timeout", _positive_number("boot_timeout", self.boot_timeout)
+        )
 
     @property
     def recycles(self) -> bool:
@@ -108,3 +116,70 @@ class Limits:
             max_worker_age,
             boot_timeout,
         )
+
+
+def add_arguments(parser: Any) -> None:
+    """Add ``--max-tasks-per-worker``, ``--max-worker-memory``, ``--max-worker-age`` and
+    ``--boot-timeout`` to an ``argparse`` parser (read them back with :func:`from_args`)."""
+    import argparse
+
+    def size(value: str) -> int:
+        try:
+            return parse_size(value)
+        except ConfigurationError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    def tasks(value: str) -> int:
+        try:
+            number = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}") from None
+        if number < 1:
+            raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {number}")
+        return number
+
+    def seconds(value: str) -> float:
+        try:
+            number = float(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected seconds > 0, got {value!r}") from None
+        if not number > 0 or math.isinf(number):
+            raise argparse.ArgumentTypeError(f"expected seconds > 0, got {value!r}")
+        return number
+
+    group = parser.add_argument_group("worker lifecycle")
+    group.add_argument(
+        "--max-tasks-per-worker",
+        type=tasks,
+        default=None,
+        metavar="N",
+        help="replace a worker after it served N jobs (default: never)",
+    )
+    group.add_argument(
+        "--max-worker-memory",
+        type=size,
+        default=None,
+        metavar="SIZE",
+        help="replace a worker that holds more than SIZE (512M, 2G; default: no limit)",
+    )
+    group.add_argument(
+        "--max-worker-age",
+        type=seconds,
+        default=None,
+        metavar="SECONDS",
+        help="replace a worker after SECONDS (default: never)",
+    )
+    group.add_argument(
+        "--boot-timeout",
+        type=seconds,
+        default=DEFAULT_BOOT_TIMEOUT,
+        metavar="SECONDS",
+        help="give up on a bootstrap that takes longer (default: %(default)s)",
+    )
+
+
+def from_args(args: Any) -> Limits:
+    """The :class:`Limits` given by the flags :func:`add_arguments` added."""
+    return Limits(
+        args.max_tasks_per_worker, args.max_worker_memory, args.max_worker_age, args.boot_timeout
+    )
