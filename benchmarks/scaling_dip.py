@@ -36,8 +36,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import runtime  # noqa: E402
-from runtime.bench.workloads import fib  # noqa: E402
+import runtime
+from runtime.bench.workloads import fib
 
 N = 25
 
@@ -48,7 +48,10 @@ def topology() -> dict[str, Any]:
     for cpu in sorted(os.sched_getaffinity(0)):
         base = Path(f"/sys/devices/system/cpu/cpu{cpu}/topology")
         try:
-            key = ((base / "physical_package_id").read_text().strip(), (base / "core_id").read_text().strip())
+            key = (
+                (base / "physical_package_id").read_text().strip(),
+                (base / "core_id").read_text().strip(),
+            )
         except OSError:
             key = ("0", str(cpu))
         cores.setdefault(key, []).append(cpu)
@@ -160,7 +163,9 @@ def main() -> int:
         "rows": rows,
     }
     args.out.write_text(json.dumps(doc, indent=1))
-    print(f"Python {doc['python']}: {topo['logical']} logical CPUs on {topo['physical']} cores; fib({N}) = {one * 1e3:.1f} ms")
+    print(
+        f"Python {doc['python']}: {topo['logical']} logical CPUs on {topo['physical']} cores; fib({N}) = {one * 1e3:.1f} ms"
+    )
     print(f"{'variant':18} {'workers':>7} {'items':>6} {'speedup':>8}  (min-max)")
     for row in sorted(rows, key=lambda r: (r["workers"], r["items"], r["variant"])):
         print(
