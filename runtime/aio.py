@@ -86,6 +86,8 @@ P = ParamSpec("P")
 
 #: Seconds the default executor of :func:`run_sync` may sit idle before its workers are shut down.
 DEFAULT_IDLE_TIMEOUT = 30.0
+#: Tokens of :func:`current_default_worker_limiter` (at least twice the usable CPUs).
+DEFAULT_LIMITER_TOKENS = 40
 
 
 # ---------------------------------------------------------------------- loop bridge
@@ -750,17 +752,21 @@ def _default_executor() -> _DefaultExecutor:
 
 
 def current_default_worker_limiter() -> anyio.CapacityLimiter:
-    """The limiter :func:`run_sync` uses by default: twice as many tokens as usable CPUs.
+    """The limiter :func:`run_sync` uses by default: :data:`DEFAULT_LIMITER_TOKENS` tokens
+    (40, as ``anyio.to_thread``'s), or twice the usable CPUs where that is more.
 
-    The default executor has one worker per CPU; the second token per worker keeps a job
-    queued at each worker while one runs, so a worker does not sit idle while the event
-    loop turns one result into the next call (with short jobs that idle time is most of
-    the cycle). At most one job per worker runs at a time either way.
+    The executor queues jobs itself and at most one job per worker runs at a time, so the
+    tokens do not decide the parallelism; they bound how many calls wait in the
+    executor's queue (cancellable there like anywhere) rather than in the limiter. A
+    tight limiter costs every call beyond it a park and a wake-up of its task in the
+    event loop (measured: main-side CPU per call 20.6 µs with 4 tokens against 14.6 µs
+    with 64, 16 calls in flight on 2 workers), and starves the workers of the batches
+    that make a full pipeline cheap. Pass ``limiter=`` to cap a caller's share.
     """
     try:
         return _default_limiter_var.get()
     except LookupError:
-        limiter = anyio.CapacityLimiter(2 * capabilities().cpu_count)
+        limiter = anyio.CapacityLimiter(max(DEFAULT_LIMITER_TOKENS, 2 * capabilities().cpu_count))
         _default_limiter_var.set(limiter)
         return limiter
 

@@ -259,7 +259,9 @@ async def test_run_sync_uses_a_default_executor_per_loop(backend: str) -> None:
         with pytest.raises(ValueError, match="bad value 5"):
             await runtime.aio.run_sync(h.fail, "value", 5)
         limiter = runtime.aio.current_default_worker_limiter()
-        assert limiter.total_tokens == 2 * runtime.capabilities().cpu_count
+        assert limiter.total_tokens == max(
+            runtime.aio.DEFAULT_LIMITER_TOKENS, 2 * runtime.capabilities().cpu_count
+        )
         assert limiter.borrowed_tokens == 0
     finally:
         await runtime.aio.aclose_default_executor()
