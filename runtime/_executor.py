@@ -678,6 +678,8 @@ class Executor(cf.Executor):
             elif self._broken is None:
                 log.error("runtime: %s; retrying", error)
                 self._retry(worker)
+            # A caller reading the inbox in wait_ready()/result() re-checks what it waits for.
+            self._inbox._poke()
         if self.backend == "process" and handle.kill():
             with self._lock:  # killed: its end of file reaches _on_closed, it is joined at shutdown
                 self._maybe_finish()
