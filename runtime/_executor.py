@@ -567,6 +567,11 @@ class Executor(cf.Executor):
         with self._lock:
             if not self._live(worker) or worker.retiring or self._shutdown:
                 return
+            if worker.standby:  # aged while waiting to take over: look again later
+                worker.timer = self._hub.call_later(
+                    2 * self._boot_seconds, functools.partial(self._age_near, worker)
+                )
+                return
             if worker.successor is None:
                 self._spawn_successor(worker)
             age: float = self._limits.max_worker_age  # type: ignore[assignment]

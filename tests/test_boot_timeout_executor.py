@@ -55,9 +55,7 @@ def test_a_first_worker_that_outlives_the_boot_timeout_breaks_the_executor(backe
 
 
 @pytest.mark.timeout(90)
-def test_a_successor_that_times_out_is_retried_while_the_worker_carries_on(
-    backend, hang, caplog
-):
+def test_a_successor_that_times_out_is_retried_while_the_worker_carries_on(backend, hang, caplog):
     caplog.set_level(logging.INFO, logger="runtime")
     jobs.release_hang(hang)  # the first worker boots normally
     with runtime.Executor(

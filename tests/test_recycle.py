@@ -105,9 +105,7 @@ def test_executor_recycles_a_worker_over_its_memory_limit(backend, caplog):
     with runtime.Executor(1, backend=backend, bootstrap=jobs.boot) as probe:
         baseline = probe.submit(jobs.measure, backend).result(timeout=30)
     limit = baseline + 25 * MB
-    with runtime.Executor(
-        1, backend=backend, bootstrap=jobs.boot, max_worker_memory=limit
-    ) as ex:
+    with runtime.Executor(1, backend=backend, bootstrap=jobs.boot, max_worker_memory=limit) as ex:
         first = ex.submit(jobs.worker_id).result(timeout=30)
         for _ in range(4):  # 40 MB kept: over the limit
             assert ex.submit(jobs.keep_in_context, 10).result(timeout=30) == first
