@@ -675,9 +675,13 @@ class Executor(cf.Executor):
                     else f"a {self.backend} worker cannot be killed, so it was abandoned"
                 )
             )
+            # Killed or abandoned before anyone learns of the timeout: a caller woken by it
+            # finds the worker gone (abandoned ones are not joined: they may never end).
+            if not (self.backend == "process" and handle.kill()):
+                handle.abandon(str(error))
+                self._spawned = [h for h in self._spawned if h is not handle]
             self._booted(worker)
-            initial = worker.initial
-            if self._broken is None and initial:
+            if self._broken is None and worker.initial:
                 self._broken = error
                 self._fail_pending(error)
             elif self._broken is None:
@@ -685,13 +689,6 @@ class Executor(cf.Executor):
                 self._retry(worker)
             # A caller reading the inbox in wait_ready()/result() re-checks what it waits for.
             self._inbox._poke()
-        if self.backend == "process" and handle.kill():
-            with self._lock:  # killed: its end of file reaches _on_closed, it is joined at shutdown
-                self._maybe_finish()
-            return
-        handle.abandon(str(error))
-        with self._lock:  # abandoned: nothing to join, it ends by itself if it ever can
-            self._spawned = [h for h in self._spawned if h is not handle]
             self._maybe_finish()
 
     def _booted(self, worker: _Worker) -> None:
