@@ -104,13 +104,25 @@ def pickled(obj: Any, what: str, mode: str | None) -> bytes:
         ) from exc
 
 
-def init_spec(info: dict[str, Any], backend: str, bootstrap: bytes | str | None) -> dict[str, Any]:
-    return {
+def init_spec(
+    info: dict[str, Any],
+    backend: str,
+    bootstrap: bytes | str | None,
+    *,
+    memory_limit: int | None = None,
+) -> dict[str, Any]:
+    """What a fresh worker is told first. With ``memory_limit`` (bytes) the worker
+    measures itself (``runtime._usage``) and sends ``("over_memory", bytes)`` once when
+    it reaches the limit."""
+    spec: dict[str, Any] = {
         "info": info,
         "main": main_module_spec() if backend != "thread" else None,
         "bootstrap": bootstrap,
         "pickling": mode_for(backend),
     }
+    if memory_limit is not None:
+        spec["memory_limit"] = memory_limit
+    return spec
 
 
 _gil_warned = False

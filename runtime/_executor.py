@@ -14,13 +14,37 @@ queue until the first worker is ready, and while the first workers boot a ready
 worker takes one batch at a time, so a burst still spreads over all of them.
 A bootstrap that fails in one of the first workers breaks the executor, and the
 error (with the worker's traceback) is raised by the next ``submit`` (and
-:meth:`Executor.wait_ready`) and set on every queued job's future.
+:meth:`Executor.wait_ready`) and set on every queued job's future; so does a first
+worker whose bootstrap outlives ``boot_timeout``.
+
+Recycling (``max_tasks_per_worker``, ``max_worker_memory``, ``max_worker_age``) must not
+lose or repeat a job, nor dip throughput. What prevents each:
+
+* **Lost or repeated jobs.** A worker is retired by sending it ``exit`` *behind* the
+  batches it holds (one pipe, read in order): it runs them, writes their results, then
+  ends. Nothing is taken back from it or resent elsewhere, and it gets no new batch
+  once retired (``ready`` is false), so every job runs exactly once.
+* **A throughput dip.** The successor is spawned *before* the worker retires, as a
+  standby (booted, taking no work): when the worker nears its job budget (from its job
+  rate and the measured boot time), twice the boot time before its age limit, or when
+  it reports being over its memory limit (a soft limit: it keeps working until the
+  standby is ready). At the hand-over the standby starts taking work in the same
+  critical section in which the old worker stops, so the count of workers taking work
+  never drops because of recycling, unless a budget runs out faster than a boot.
+* **A wedged executor.** Deadlines (boot timeout, age, retry back-off) are timers on
+  the hub thread (``Hub.call_later``), not threads of their own, and a successor or
+  replacement that fails to boot is retried with back-off (0.1 s doubling to 30 s)
+  while the others carry on. A worker whose bootstrap outlives ``boot_timeout`` is
+  killed (process) or abandoned (subinterpreter, thread: they cannot be pre-empted).
+
+Without limits the per-job path is unchanged: ``_send`` checks one attribute.
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import functools
 import itertools
 import logging
 import sysconfig
@@ -51,6 +75,7 @@ from ._errors import (
 )
 from ._hub import Hub
 from ._inbox import Inbox
+from ._lifecycle import DEFAULT_BOOT_TIMEOUT, Limits
 from ._mapping import map_results
 from ._pickling import culprit, mode_for
 from ._pickling import dumps as pickle_for
@@ -70,6 +95,11 @@ log = logging.getLogger("runtime")
 T = TypeVar("T")
 
 _MAX_INFLIGHT = 2  # batches queued per worker: one running, one ready to go
+#: Back-off before respawning a worker whose boot failed or timed out (doubles up to the cap).
+_RETRY_FIRST = 0.1
+_RETRY_CAP = 30.0
+#: A first guess at a worker's boot time, until this executor has measured one.
+_BOOT_GUESS = {"process": 0.25, "subinterpreter": 0.05, "thread": 0.01}
 #: Reading a finished future's fields without its lock is safe under the GIL; a
 #: free-threaded build takes the stdlib's locked path.
 _PLAIN_READS = not sysconfig.get_config_var("Py_GIL_DISABLED")
@@ -113,14 +143,45 @@ class _Item:
 
 
 class _Worker:
-    __slots__ = ("booting", "handle", "inflight", "initial", "ready")
+    __slots__ = (
+        "booted",
+        "booting",
+        "budget",
+        "handle",
+        "handover",
+        "inflight",
+        "initial",
+        "predecessor",
+        "ready",
+        "reason",
+        "retiring",
+        "since",
+        "spent",
+        "standby",
+        "started",
+        "successor",
+        "timer",
+    )
 
-    def __init__(self, handle: WorkerHandle, initial: bool) -> None:
+    def __init__(self, handle: WorkerHandle, initial: bool, budget: int | None) -> None:
         self.handle = handle
-        self.ready = False
+        self.ready = False  # booted and taking work (dispatch looks at this only)
+        self.booted = False  # its bootstrap reported ready
         self.initial = initial  # started by the constructor: its boot failure breaks the executor
         self.booting = initial  # counted in Executor._booting until it booted or failed
         self.inflight: dict[int, list[_Item]] = {}
+        # Recycling (see the module's doc); untouched when the executor has no limits.
+        self.budget = budget  # jobs it may still take (max_tasks_per_worker), None: no limit
+        self.spent = 0  # jobs it took
+        self.started = time.monotonic()
+        self.since = 0.0  # when it began taking work
+        self.standby = False  # booted (or booting) to take over from `predecessor`
+        self.predecessor: _Worker | None = None
+        self.successor: _Worker | None = None
+        self.retiring = False  # takes no new work; exits after what it holds
+        self.handover = False  # hand over to the successor as soon as it is ready
+        self.reason = ""  # why it is recycled: tasks | memory | age
+        self.timer: Any = None  # its pending hub timer (boot deadline, then age)
 
 
 class _Future(cf.Future[T]):
@@ -231,6 +292,16 @@ class _Waiters(list[Any]):
         super().append(waiter)
 
 
+def _bootstrap_name(bootstrap: Any) -> str:
+    if bootstrap is None:
+        return "no bootstrap: the worker's start-up"
+    if isinstance(bootstrap, str):
+        return f"bootstrap {bootstrap}"
+    module = getattr(bootstrap, "__module__", None)
+    name = getattr(bootstrap, "__qualname__", None) or repr(bootstrap)
+    return f"bootstrap {module}:{name}" if module else f"bootstrap {name}"
+
+
 def _describe(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__qualname__
 
@@ -250,6 +321,16 @@ class Executor(cf.Executor):
     return value through :func:`runtime.current_context`. ``on_failure`` (a callable or
     reference) receives a :class:`runtime.Failure` for every job that fails;
     ``metrics=False`` keeps this executor out of ``/metrics``.
+
+    Recycling (keyword-only, default off): ``max_tasks_per_worker=N`` replaces a worker
+    after it took N jobs (a ``submit`` is one job; a ``map`` chunk is one job);
+    ``max_worker_memory`` (bytes, or ``"512M"``/``"2G"``) replaces a worker that holds
+    more (measured inside it, see :func:`runtime._usage.worker_memory` for what each
+    backend counts; a soft limit); ``max_worker_age`` (seconds) replaces a worker after
+    that long. A recycled worker finishes what it holds; its successor boots first.
+    ``boot_timeout`` (seconds, default 60, None: no limit) gives up on a bootstrap that
+    takes longer: :class:`BootstrapError` for the first workers (as a failed bootstrap),
+    a logged retry with back-off for replacements.
     """
 
     def __init__(
@@ -262,9 +343,16 @@ class Executor(cf.Executor):
         max_batch: int = 256,
         on_failure: Any = None,
         metrics: bool = True,
+        max_tasks_per_worker: int | None = None,
+        max_worker_memory: int | str | None = None,
+        max_worker_age: float | None = None,
+        boot_timeout: float | None = DEFAULT_BOOT_TIMEOUT,
         _capabilities: Capabilities | None = None,
     ) -> None:
         guard_main_import("Executor")
+        self._limits = Limits.from_kwargs(
+            max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout
+        )
         if max_workers is not None:  # the concurrent.futures spelling
             if workers is not None:
                 raise ConfigurationError("pass workers or max_workers, not both")
@@ -282,6 +370,9 @@ class Executor(cf.Executor):
         # Channels in a call are pickled as duplicated fds for a child process.
         self._send_batch = self._send_to_process if self.backend == "process" else self._send
         self._bootstrap = pack_bootstrap(bootstrap, self.backend)
+        self._boot_name = _bootstrap_name(bootstrap)
+        self._boot_seconds = _BOOT_GUESS.get(self.backend, 0.1)  # measured from now on
+        self._retry_delay = _RETRY_FIRST
         self._ops = ExecutorOps(self, on_failure, metrics)
         self._max_batch = max_batch
         self._lock = threading.RLock()
@@ -309,7 +400,8 @@ class Executor(cf.Executor):
         close_at_exit(self)
 
     # ------------------------------------------------------------------ start-up
-    def _spawn(self, *, initial: bool = False) -> _Worker:
+    def _spawn(self, *, initial: bool = False, predecessor: _Worker | None = None) -> _Worker:
+        """Start a worker (lock held). With ``predecessor``: as its standby successor."""
         handle = create_worker(
             self.backend,
             next_worker_id(),
@@ -318,7 +410,8 @@ class Executor(cf.Executor):
             self._on_closed,
             reader=self._inbox,
         )
-        worker = _Worker(handle, initial)
+        limits = self._limits
+        worker = _Worker(handle, initial, limits.max_tasks_per_worker)
         self._workers[handle.id] = worker
         self._spawned.append(handle)
         info = {
@@ -329,13 +422,22 @@ class Executor(cf.Executor):
             "kind": None,
             "pid": 0,
         }
+        spec = init_spec(info, self.backend, self._bootstrap, memory_limit=limits.max_worker_memory)
         try:
-            handle.start(init_spec(info, self.backend, self._bootstrap))
+            handle.start(spec)
         except Exception as exc:
             self._workers.pop(handle.id, None)
             raise BackendUnavailable(f"could not start a {self.backend} worker: {exc}") from exc
         if initial:
             self._booting += 1
+        if predecessor is not None:
+            worker.standby = True
+            worker.predecessor = predecessor
+            predecessor.successor = worker
+        if limits.boot_timeout is not None:
+            worker.timer = self._hub.call_later(
+                limits.boot_timeout, functools.partial(self._boot_timed_out, worker)
+            )
         return worker
 
     # ------------------------------------------------------------------ worker messages
@@ -352,8 +454,8 @@ class Executor(cf.Executor):
             with self._lock:
                 handle.pid = msg[1]
                 worker = self._workers.get(handle.id)
-                if worker is not None and not worker.ready:
-                    worker.ready = True
+                if worker is not None and not worker.booted:
+                    self._on_ready(worker)
                     self._booted(worker)
                 self._dispatch()
                 self._maybe_finish()  # shut down before it booted: it may leave now
@@ -371,12 +473,223 @@ class Executor(cf.Executor):
                 if worker is None:
                     return  # handled already
                 self._booted(worker)
+                self._cancel_timer(worker)
                 if self._broken is None and (not self._workers or worker.initial):
                     self._broken = error
                     self._fail_pending(error)
                 else:  # a replacement failed to boot; the others carry on
                     log.error("runtime: a replacement worker could not start: %s", error)
+                    self._retry(worker)
                 self._maybe_finish()
+        elif kind == "over_memory":
+            with self._lock:
+                worker = self._workers.get(handle.id)
+                if worker is not None and not worker.retiring and not worker.reason:
+                    log.info(
+                        "runtime: %s worker %s holds %s bytes (max_worker_memory=%s); recycling it",
+                        self.backend,
+                        handle.id,
+                        msg[1],
+                        self._limits.max_worker_memory,
+                    )
+                    self._recycle(worker, "memory")
+                    self._dispatch()
+
+    # ------------------------------------------------------------------ lifecycle
+    # Everything below runs with the lock held (timers take it themselves).
+    def _on_ready(self, worker: _Worker) -> None:
+        """``worker`` reported ready: it takes work, or waits as a standby."""
+        now = time.monotonic()
+        worker.booted = True
+        self._cancel_timer(worker)
+        # A running average of boot times: it decides how early successors are spawned.
+        self._boot_seconds += (now - worker.started - self._boot_seconds) / 4
+        self._retry_delay = _RETRY_FIRST
+        age = self._limits.max_worker_age
+        if age is not None and not self._shutdown:
+            lead = min(2 * self._boot_seconds, age / 2)
+            worker.timer = self._hub.call_later(
+                worker.started + age - lead - now, functools.partial(self._age_near, worker)
+            )
+        predecessor = worker.predecessor
+        if (
+            worker.standby
+            and predecessor is not None
+            and self._live(predecessor)
+            and not predecessor.retiring
+        ):
+            if predecessor.handover:
+                self._hand_over(predecessor)
+            return  # a standby until its predecessor stops taking work
+        worker.standby = False
+        worker.predecessor = None
+        self._take_work(worker)
+
+    def _take_work(self, worker: _Worker) -> None:
+        worker.ready = True
+        worker.since = time.monotonic()
+
+    def _cancel_timer(self, worker: _Worker) -> None:
+        if worker.timer is not None:
+            worker.timer.cancel()
+            worker.timer = None
+
+    def _live(self, worker: _Worker) -> bool:
+        return self._workers.get(worker.handle.id) is worker
+
+    def _spend(self, worker: _Worker, jobs: int) -> None:
+        """``worker`` took ``jobs`` more jobs (max_tasks_per_worker is set)."""
+        worker.budget -= jobs  # type: ignore[operator]
+        worker.spent += jobs
+        budget: int = worker.budget  # type: ignore[assignment]
+        if budget <= 0:
+            self._recycle(worker, "tasks")
+            return
+        if worker.successor is not None or self._shutdown:
+            return
+        # Spawn the successor when the jobs left would last about two boot times at the
+        # rate this worker takes them (measured since it began; at least 50 ms of it).
+        elapsed = max(time.monotonic() - worker.since, 0.05)
+        if budget <= worker.spent / elapsed * 2 * self._boot_seconds + 1:
+            self._spawn_successor(worker)
+
+    def _spawn_successor(self, worker: _Worker) -> _Worker | None:
+        try:
+            return self._spawn(predecessor=worker)
+        except Exception as exc:
+            log.error(
+                "runtime: could not start a successor for worker %s: %s", worker.handle.id, exc
+            )
+            return None
+
+    def _age_near(self, worker: _Worker) -> None:
+        """Hub timer: ``worker`` nears max_worker_age: spawn its successor now."""
+        with self._lock:
+            if not self._live(worker) or worker.retiring or self._shutdown:
+                return
+            if worker.standby:  # aged while waiting to take over: look again later
+                worker.timer = self._hub.call_later(
+                    2 * self._boot_seconds, functools.partial(self._age_near, worker)
+                )
+                return
+            if worker.successor is None:
+                self._spawn_successor(worker)
+            age: float = self._limits.max_worker_age  # type: ignore[assignment]
+            worker.timer = self._hub.call_later(
+                worker.started + age - time.monotonic(),
+                functools.partial(self._age_reached, worker),
+            )
+
+    def _age_reached(self, worker: _Worker) -> None:
+        with self._lock:
+            worker.timer = None
+            if self._live(worker) and not worker.retiring:
+                self._recycle(worker, "age")
+                self._dispatch()
+
+    def _recycle(self, worker: _Worker, reason: str) -> None:
+        """Replace ``worker``: at once if its standby is ready (or its budget is spent),
+        else as soon as the standby reports ready (it keeps working until then)."""
+        if worker.retiring:
+            return
+        worker.reason = worker.reason or reason
+        if self._shutdown and not self._pending and reason != "tasks":
+            return  # the executor is ending anyway
+        successor = worker.successor
+        if successor is None:
+            successor = self._spawn_successor(worker)
+        if reason == "tasks" or successor is None or successor.booted:
+            self._hand_over(worker)
+        else:
+            worker.handover = True
+
+    def _hand_over(self, worker: _Worker) -> None:
+        """``worker`` stops taking work, its successor starts, in one critical section."""
+        worker.ready = False
+        worker.retiring = True
+        worker.handover = False
+        self._cancel_timer(worker)
+        successor = worker.successor
+        worker.successor = None
+        if successor is not None:
+            successor.standby = False
+            successor.predecessor = None
+            if successor.booted:
+                self._take_work(successor)
+        else:  # its successor could not start: a plain replacement, retried with back-off
+            self._retry(None)
+        worker.handle.exit()  # behind the batches it holds: it runs them, then ends
+        self._ops.worker_recycled(worker.reason)
+        log.info(
+            "runtime: recycling %s worker %s (%s: %s jobs, %.1fs old)",
+            self.backend,
+            worker.handle.id,
+            worker.reason,
+            worker.spent,
+            time.monotonic() - worker.started,
+        )
+
+    def _retry(self, failed: _Worker | None) -> None:
+        """Start a worker in place of ``failed`` (a replacement or successor that did not
+        boot) after the back-off; a successor's retry is again its predecessor's standby."""
+        predecessor = failed.predecessor if failed is not None else None
+        if predecessor is not None and predecessor.successor is failed:
+            predecessor.successor = None
+        delay = self._retry_delay
+        self._retry_delay = min(_RETRY_CAP, delay * 2)
+        log.info("runtime: starting another %s worker in %.1fs", self.backend, delay)
+        self._hub.call_later(delay, functools.partial(self._respawn, predecessor))
+
+    def _respawn(self, predecessor: _Worker | None) -> None:
+        with self._lock:
+            if self._broken is not None or (self._shutdown and not self._pending):
+                return
+            if predecessor is not None and self._live(predecessor) and not predecessor.retiring:
+                if predecessor.successor is None:
+                    self._spawn_successor(predecessor)
+                    if predecessor.successor is None:
+                        self._retry(None)
+                return
+            try:
+                self._spawn()
+            except Exception as exc:
+                log.error("runtime: could not replace a worker: %s", exc)
+                self._retry(None)
+
+    def _boot_timed_out(self, worker: _Worker) -> None:
+        """Hub timer: ``worker``'s bootstrap outlived boot_timeout."""
+        handle = worker.handle
+        with self._lock:
+            if not self._live(worker) or worker.booted:
+                return
+            worker.timer = None
+            del self._workers[handle.id]
+            elapsed = time.monotonic() - worker.started
+            error = BootstrapError(
+                f"{self.backend} worker {handle.id} did not finish its bootstrap "
+                f"({self._boot_name}) within boot_timeout={self._limits.boot_timeout}s "
+                f"(elapsed {elapsed:.2f}s); "
+                + (
+                    "it was killed"
+                    if self.backend == "process"
+                    else f"a {self.backend} worker cannot be killed, so it was abandoned"
+                )
+            )
+            # Killed or abandoned before anyone learns of the timeout: a caller woken by it
+            # finds the worker gone (abandoned ones are not joined: they may never end).
+            if not (self.backend == "process" and handle.kill()):
+                handle.abandon(str(error))
+                self._spawned = [h for h in self._spawned if h is not handle]
+            self._booted(worker)
+            if self._broken is None and worker.initial:
+                self._broken = error
+                self._fail_pending(error)
+            elif self._broken is None:
+                log.error("runtime: %s; retrying", error)
+                self._retry(worker)
+            # A caller reading the inbox in wait_ready()/result() re-checks what it waits for.
+            self._inbox._poke()
+            self._maybe_finish()
 
     def _booted(self, worker: _Worker) -> None:
         """``worker`` is past its boot (ready, failed or gone). Called with the lock held."""
@@ -452,10 +765,11 @@ class Executor(cf.Executor):
                 if owner == handle.id:
                     del self._completing[batch_id]
                     lost += items
-            was_ready = worker.ready
+            was_ready = worker.booted
             was_initial = worker.initial
             if not was_ready:
                 self._booted(worker)
+            self._cancel_timer(worker)
         if lost:
             error = WorkerCrashed(
                 f"{handle.describe_exit()} while running {len(lost)} job(s) "
@@ -465,13 +779,12 @@ class Executor(cf.Executor):
             self._ops.worker_lost(handle, worker.inflight, error)
         with self._lock:
             if not self._shutdown and self._broken is None:
-                if was_ready:
+                if worker.retiring:
+                    pass  # recycled: its successor has taken its place
+                elif was_ready:
                     log.warning("runtime: %s; replacing it", handle.describe_exit())
                     self._ops.worker_replaced()
-                    try:
-                        self._spawn()
-                    except Exception as exc:
-                        log.error("runtime: could not replace a worker: %s", exc)
+                    self._replace(worker)
                 elif was_initial or not self._workers:
                     self._broken = BootstrapError(
                         f"a fresh {self.backend} worker died while bootstrapping: {handle.describe_exit()}"
@@ -481,10 +794,34 @@ class Executor(cf.Executor):
                         "runtime: a replacement worker died while bootstrapping: %s",
                         handle.describe_exit(),
                     )
+                    self._retry(worker)
             if not self._workers and self._broken is not None:
                 self._fail_pending(self._broken)
             self._dispatch()
             self._maybe_finish()
+
+    def _replace(self, worker: _Worker) -> None:
+        """A booted ``worker`` died (lock held): its standby, or a fresh worker, takes its place."""
+        successor = worker.successor
+        predecessor = worker.predecessor
+        if successor is not None:  # its standby takes over now
+            worker.successor = None
+            successor.standby = False
+            successor.predecessor = None
+            if successor.booted:
+                self._take_work(successor)
+            return
+        if worker.standby and predecessor is not None and self._live(predecessor):
+            predecessor.successor = None  # a standby died: its predecessor gets another
+            if predecessor.retiring:
+                predecessor = None
+            elif self._spawn_successor(predecessor) is not None:
+                return
+        try:
+            self._spawn()
+        except Exception as exc:
+            log.error("runtime: could not replace a worker: %s", exc)
+            self._retry(None)
 
     # ------------------------------------------------------------------ dispatch
     def _fail_pending(self, error: BaseException) -> None:
@@ -524,9 +861,13 @@ class Executor(cf.Executor):
             for worker in ready:
                 if not self._pending:
                     break
+                if not worker.ready:
+                    continue  # retired (recycling) earlier in this pass
                 size = max(
                     1, min(self._max_batch, len(self._pending) // (4 * max(1, len(self._workers))))
                 )
+                if worker.budget is not None and size > worker.budget:
+                    size = worker.budget  # max_tasks_per_worker: a batch never exceeds it
                 batch: list[_Item] = []
                 while self._pending and len(batch) < size:
                     item = self._pending.popleft()
@@ -535,6 +876,9 @@ class Executor(cf.Executor):
                 if batch:
                     self._send_batch(worker, batch)
             ready = [w for w in ready if len(w.inflight) < room and w.ready]
+            if not ready and self._pending and self._limits.recycles:
+                # Workers retired in this pass: their successors may take what is left.
+                ready = [w for w in self._workers.values() if w.ready and len(w.inflight) < room]
 
     def _send_to_process(self, worker: _Worker, batch: list[_Item]) -> None:
         with pickling_for_process():
@@ -572,6 +916,8 @@ class Executor(cf.Executor):
             worker.handle.conn.send_bytes(calls_frame(batch_id, len(batch), blob))
         except BrokenPipeError:
             pass  # the worker is gone: _on_closed fails this batch and replaces the worker
+        if worker.budget is not None:  # the only per-batch cost of recycling
+            self._spend(worker, len(batch))
 
     def _maybe_finish(self) -> None:
         if not self._shutdown:

@@ -15,6 +15,11 @@ Incoming messages reach the hub two ways:
   completion costs one wake-up (worker → caller) instead of two (worker → hub →
   caller), and the hub remains the reader of last resort: whenever the role is
   released the watch is re-armed, and data left unread wakes the hub.
+
+Timers (:meth:`Hub.call_later`: boot deadlines, worker age limits, retry back-off) run
+on this same thread: the poll's timeout is the nearest deadline. An executor starts no
+thread of its own for them, so they cost its start-up nothing, and a timer callback
+runs serialised with the worker messages the hub reads.
 """
 
 from __future__ import annotations
@@ -23,10 +28,13 @@ import collections
 import contextlib
 import errno
 import functools
+import heapq
+import itertools
 import logging
 import os
 import select
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from ._wire import HEADER, RESULTS, RESULTS_HEAD, loads
@@ -39,7 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("runtime")
 
-__all__ = ["Connection", "Hub"]
+__all__ = ["Connection", "Hub", "Timer"]
 
 #: Bytes one read takes from a worker's pipe, unless a frame in progress needs more.
 #: Kept under glibc's mmap threshold, so a small read is not an mmap/munmap pair.
@@ -230,6 +238,13 @@ class Connection:
         return True
 
 
+def _poll_timeout(seconds: float | None, scale: float) -> float | None:
+    if seconds is None:
+        return None
+    # Round up: a poll that returns a hair early would spin until the deadline.
+    return max(seconds, 0.0) * scale + (0.0005 if scale == 1.0 else 1.0)
+
+
 def _decode(view: bytes | memoryview, start: int, end: int) -> tuple[Any, ...]:
     """One message from a worker (see ``runtime._wire``); results are rebuilt here."""
     if view[start] == RESULTS:
@@ -243,8 +258,23 @@ def _decode(view: bytes | memoryview, start: int, end: int) -> tuple[Any, ...]:
     return message
 
 
+class Timer:
+    """A callback scheduled on the hub thread by :meth:`Hub.call_later`; ``cancel()`` it."""
+
+    __slots__ = ("callback", "cancelled", "deadline")
+
+    def __init__(self, deadline: float, callback: Callable[[], object]) -> None:
+        self.deadline = deadline
+        self.callback = callback
+        self.cancelled = False
+
+    def cancel(self) -> None:
+        """Do not run the callback (a no-op once it ran). Callable from any thread."""
+        self.cancelled = True
+
+
 class Hub:
-    """One daemon thread multiplexing write flushes, the Pool's connections and inboxes."""
+    """One daemon thread multiplexing write flushes, the Pool's connections, inboxes and timers."""
 
     def __init__(self, name: str = "runtime-hub") -> None:
         self._poller: Any = select.epoll() if NESTABLE else select.poll()
@@ -260,6 +290,9 @@ class Hub:
         self._todo_lock = threading.Lock()
         self.heartbeat = Heartbeat("hub")  # for /healthz: parked in select, or busy since
         self._inboxes: list[Inbox] = []
+        # (deadline, sequence, timer): a heap the loop's poll timeout is computed from.
+        self._timers: list[tuple[float, int, Timer]] = []
+        self._timer_seq = itertools.count()
         try:
             self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
             self.heartbeat.thread = self._thread
@@ -283,6 +316,45 @@ class Hub:
                 raise RuntimeError("the runtime I/O hub is closed; no new worker can join it")
             self._todo.append(("add", conn))
         self._wake()
+
+    def call_later(self, delay: float, callback: Callable[[], object]) -> Timer:
+        """Run ``callback()`` on the hub thread after ``delay`` seconds (from any thread).
+
+        Returns a :class:`Timer` whose ``cancel()`` drops it. A callback that raises is
+        logged. Timers still pending when the hub closes never run.
+        """
+        timer = Timer(time.monotonic() + max(0.0, delay), callback)
+        with self._todo_lock:
+            if self._closed or self._closing:
+                timer.cancelled = True
+                return timer
+            earliest = not self._timers or timer.deadline < self._timers[0][0]
+            heapq.heappush(self._timers, (timer.deadline, next(self._timer_seq), timer))
+        if earliest and threading.current_thread() is not self._thread:
+            self._wake()  # the loop sleeps until the old nearest deadline: shorten it
+        return timer
+
+    def _run_timers(self) -> float | None:
+        """Run the due timers (hub thread); returns seconds until the next one, or None."""
+        timers = self._timers
+        while timers:
+            now = time.monotonic()
+            with self._todo_lock:
+                if not timers:
+                    break
+                deadline, _, timer = timers[0]
+                if timer.cancelled:
+                    heapq.heappop(timers)
+                    continue
+                if deadline > now:
+                    return deadline - now
+                heapq.heappop(timers)
+            timer.cancelled = True  # ran: a later cancel() is a no-op
+            try:
+                timer.callback()
+            except Exception:
+                log.exception("runtime: error in a timer callback on the I/O thread")
+        return None
 
     def remove(self, conn: Connection) -> None:
         self._todo.append(("remove", conn))
@@ -368,10 +440,15 @@ class Hub:
         poller = self._poller
         handlers = self._handlers
         heartbeat = self.heartbeat
+        # epoll takes seconds (-1: no limit); poll() takes milliseconds (None: no limit).
+        scale = 1.0 if NESTABLE else 1000.0
         while not self._closing:
             self._apply_todo()
+            timeout = self._run_timers() if self._timers else None
             heartbeat.park("worker messages")
-            ready = poller.poll()
+            ready = poller.poll(
+                -1 if timeout is None and NESTABLE else _poll_timeout(timeout, scale)
+            )
             heartbeat.beat()
             for fd, events in ready:
                 kind, obj = handlers.get(fd, _NOTHING)
@@ -408,6 +485,9 @@ class Hub:
         # them too, so that every worker gets its end-of-file and its exit callback.
         with self._todo_lock:
             self._closed = True
+            for _, _, timer in self._timers:
+                timer.cancelled = True
+            self._timers.clear()
         heartbeat.close()
         self._apply_todo()
         for kind, obj in list(handlers.values()):

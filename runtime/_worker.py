@@ -279,6 +279,12 @@ def _run_calls(
     return results_frame(batch_id, data)
 
 
+def _check_memory(meter: Any, state: _WorkerState, outbox: int) -> None:
+    measured = meter.check(state.context)
+    if measured is not None:
+        send_message(outbox, ("over_memory", measured))
+
+
 def _not_loadable(exc: Exception, backend: str) -> BaseException:
     """The jobs of a batch could not be unpickled here: say so as a NotTransferable, cause attached."""
     from ._errors import NotTransferable
@@ -339,6 +345,12 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
         send_message(outbox, ("boot_failed", encode_exception(exc), refused))
         return
     send_message(outbox, ("ready", os.getpid(), _gil_report(before)))
+    # max_worker_memory: measured here, throttled (runtime._usage); None costs one check a batch.
+    meter = None
+    if spec.get("memory_limit") is not None:
+        from ._usage import Meter
+
+        meter = Meter(backend, spec["memory_limit"])
     try:
         while True:
             payload = reader.next_payload()
@@ -350,11 +362,16 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
                 if state.stop_batches:
                     state.stop_batches = {b for b in state.stop_batches if b >= batch_id}
                 write_all(outbox, _run_calls(batch_id, count, blob, backend, results_dumps))
+                if meter is not None:
+                    _check_memory(meter, state, outbox)
                 continue
             msg = loads(payload)
             kind = msg[0]
             if kind == "task":
-                send_message(outbox, _run_task(state, msg[1], msg[2]))
+                outcome = _run_task(state, msg[1], msg[2])
+                if meter is not None:  # before task_done/task_failed: the pool relies on it
+                    _check_memory(meter, state, outbox)
+                send_message(outbox, outcome)
             elif kind == "exit":
                 return
     finally:

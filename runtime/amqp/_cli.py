@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 from ..cli import workers_arg
 
@@ -80,8 +81,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         default=10.0,
         help="seconds between throughput lines (0: off)",
     )
+    from .._lifecycle import add_arguments as add_lifecycle_arguments
     from ..ops._cli import add_arguments
 
+    add_lifecycle_arguments(parser)
     add_arguments(parser).add_argument(
         "--failure-queue",
         default=None,
@@ -89,6 +92,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="publish every failure as JSON (publisher confirms) to this durable queue",
     )
     parser.set_defaults(func=_cmd_consume)
+
+
+def _limit_kwargs(limits: Any) -> dict[str, Any]:
+    return {
+        "max_tasks_per_worker": limits.max_tasks_per_worker,
+        "max_worker_memory": limits.max_worker_memory,
+        "max_worker_age": limits.max_worker_age,
+        "boot_timeout": limits.boot_timeout,
+    }
 
 
 def _cmd_consume(args: argparse.Namespace) -> int:
@@ -102,6 +114,7 @@ def _cmd_consume(args: argparse.Namespace) -> int:
 
     failure_queue = None
     try:
+        from .._lifecycle import from_args
         from ..ops import _cli as ops_cli
         from ..ops._failure import combine_hooks
         from ._consumer import Consumer
@@ -128,6 +141,7 @@ def _cmd_consume(args: argparse.Namespace) -> int:
             connect_attempts=args.connect_attempts,
             stats_interval=args.stats_interval or None,
             on_failure=combine_hooks(args.on_failure, failure_queue),
+            **_limit_kwargs(from_args(args)),
         )
         with ops_cli.serving(args):
             if failure_queue is not None:

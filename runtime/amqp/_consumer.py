@@ -28,6 +28,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError, Error
+from .._lifecycle import DEFAULT_BOOT_TIMEOUT, Limits
 from ._confirms import Confirms
 from ._connection import DEFAULT_URL, connect, parameters, redact
 from ._consumer_ops import ConsumerOps
@@ -117,6 +118,9 @@ class Consumer:
     ``run()`` blocks until :meth:`stop`, SIGTERM or SIGINT, then drains gracefully.
     ``start()``/``stop()`` and ``with Consumer(...)`` run it in the background.
     ``executor`` replaces the built-in :class:`runtime.Executor` (it is then not shut down).
+    ``max_tasks_per_worker`` (handler calls), ``max_worker_memory`` (bytes or ``"512M"``),
+    ``max_worker_age`` (seconds) and ``boot_timeout`` (seconds, default 60) go to the
+    built-in executor (see :class:`runtime.Executor`); with ``executor=`` set them there.
     ``on_failure`` (a callable or reference) receives a :class:`runtime.Failure` for every
     failed attempt; ``metrics=False`` keeps this consumer out of ``/metrics``.
     """
@@ -146,12 +150,25 @@ class Consumer:
         executor: cf.Executor | None = None,
         on_failure: Any = None,
         metrics: bool = True,
+        max_tasks_per_worker: int | None = None,
+        max_worker_memory: int | str | None = None,
+        max_worker_age: float | None = None,
+        boot_timeout: float | None = DEFAULT_BOOT_TIMEOUT,
     ) -> None:
         from .._capabilities import capabilities
         from .._policy import resolve_workers
 
         # Everything that can be wrong with the arguments fails here, before any connection.
         self._handler_ref = handler_reference(handler)
+        self._limits = Limits.from_kwargs(
+            max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout
+        )
+        if executor is not None and self._limits != Limits():
+            raise ConfigurationError(
+                "max_tasks_per_worker, max_worker_memory, max_worker_age and boot_timeout "
+                "configure the consumer's own executor; with executor= pass them to that "
+                "executor instead"
+            )
         self._params = parameters(
             url, heartbeat=heartbeat, connection_name=f"parallel-runtime consume {queue}"
         )
@@ -230,8 +247,16 @@ class Consumer:
             from .._executor import Executor
 
             workers, backend, bootstrap = self._executor_spec
+            limits = self._limits
             self._executor = Executor(
-                workers=workers, backend=backend, bootstrap=bootstrap, metrics=self._ops.metrics
+                workers=workers,
+                backend=backend,
+                bootstrap=bootstrap,
+                metrics=self._ops.metrics,
+                max_tasks_per_worker=limits.max_tasks_per_worker,
+                max_worker_memory=limits.max_worker_memory,
+                max_worker_age=limits.max_worker_age,
+                boot_timeout=limits.boot_timeout,
             )
         self._thread = threading.Thread(
             target=self._io_main, name=f"runtime-amqp-{self.queue}", daemon=True

@@ -91,6 +91,7 @@ class WorkerHandle:
         self._reader: Hub | Inbox = reader or hub
         self.exited = threading.Event()
         self.exit_detail: str | None = None
+        self.abandoned: str | None = None  # why the owner gave up on it (see abandon())
 
     # -- lifecycle -----------------------------------------------------------------
     def start(self, spec: dict[str, Any]) -> None:
@@ -158,6 +159,23 @@ class WorkerHandle:
         """Stop the worker now if the backend can; returns False when it cannot be pre-empted."""
         return False
 
+    def abandon(self, reason: str) -> None:
+        """Give up on a worker that cannot be killed (a subinterpreter or thread stuck in its bootstrap).
+
+        The owner hears nothing more from it (no message, no exit callback), the main-side
+        pipe ends are closed so that the worker ends by itself if its bootstrap ever
+        returns (its first write fails), and it no longer counts in :func:`live_workers`.
+        """
+        self.abandoned = reason
+        self.conn.on_message = _ignore
+        self.conn.on_close = _nothing
+        self._on_close = _ignore
+        self._reader.remove(self.conn)
+        self._close_main_ends()
+        with _live_lock:
+            _live.discard(self)
+        log.warning("runtime: abandoned %s worker %s: %s", self.backend, self.id, reason)
+
     def join(self, timeout: float | None = None) -> bool:
         return self.exited.wait(timeout)
 
@@ -166,6 +184,14 @@ class WorkerHandle:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} id={self.id} pid={self.pid}>"
+
+
+def _ignore(*args: Any) -> None:
+    pass
+
+
+def _nothing() -> None:
+    pass
 
 
 def worker_class(backend: str) -> type[WorkerHandle]:

@@ -44,6 +44,7 @@ class ExecutorOps(ComponentOps):
         self.completed = 0
         self.failed: collections.Counter[str] = collections.Counter()
         self.replaced = 0
+        self.recycled: collections.Counter[str] = collections.Counter()  # by reason
         self.duration = Histogram()
         self._sent: dict[int, float] = {}
         # Looking at each result is needed for counting and for reporting failures.
@@ -100,6 +101,10 @@ class ExecutorOps(ComponentOps):
     def worker_replaced(self) -> None:
         self.replaced += 1
 
+    def worker_recycled(self, reason: str) -> None:
+        """A worker was retired by a lifecycle limit (``tasks``, ``memory`` or ``age``)."""
+        self.recycled[reason] += 1
+
     def _job_failed(self, fn: Any, payload: Any, worker: Any) -> None:
         exc_type = exception_name(payload[1])
         self.failed[exc_type] += 1
@@ -135,6 +140,9 @@ class ExecutorOps(ComponentOps):
             Sample(P + "job_duration_seconds", (), self.duration.snapshot()),
         ]
         out += [Sample(P + "jobs_failed_total", (k,), n) for k, n in list(self.failed.items())]
+        out += [
+            Sample(P + "workers_recycled_total", (k,), n) for k, n in list(self.recycled.items())
+        ]
         return out
 
     def _state(self) -> tuple[int, int, int, int, bool, BaseException | None] | None:
