@@ -104,13 +104,35 @@ def pickled(obj: Any, what: str, mode: str | None) -> bytes:
         ) from exc
 
 
-def init_spec(info: dict[str, Any], backend: str, bootstrap: bytes | str | None) -> dict[str, Any]:
-    return {
+def init_spec(
+    info: dict[str, Any],
+    backend: str,
+    bootstrap: bytes | str | None,
+    *,
+    memory_limit: int | None = None,
+) -> dict[str, Any]:
+    """What a fresh worker receives first; ``memory_limit`` (bytes) makes it report
+    ``("over_memory", measured)`` before a task's or job's result when it holds more."""
+    spec: dict[str, Any] = {
         "info": info,
         "main": main_module_spec() if backend != "thread" else None,
         "bootstrap": bootstrap,
         "pickling": mode_for(backend),
     }
+    if memory_limit is not None:
+        spec["memory_limit"] = memory_limit
+    return spec
+
+
+def bootstrap_name(bootstrap: Any) -> str:
+    """How errors name a bootstrap: its reference, or its qualified name."""
+    if bootstrap is None:
+        return "no bootstrap (the worker's own start-up)"
+    if isinstance(bootstrap, str):
+        return bootstrap
+    module = getattr(bootstrap, "__module__", None)
+    name = getattr(bootstrap, "__qualname__", None) or repr(bootstrap)
+    return f"{module}:{name}" if module else str(name)
 
 
 _gil_warned = False

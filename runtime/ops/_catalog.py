@@ -160,6 +160,13 @@ METRICS: dict[str, MetricInfo] = {
         "consumer",
         "max",
     ),
+    # ---------------------------------------------------------------- lifecycle
+    P + "workers_recycled_total": MetricInfo(
+        "counter",
+        "Workers replaced by a lifecycle limit (reason: max_tasks, memory, age).",
+        ("reason",),
+        "any",
+    ),
     # ---------------------------------------------------------------- failure reports
     P + "failure_hook_errors_total": MetricInfo(
         "counter", "on_failure hooks that raised (logged, then ignored).", (), "any"
