@@ -894,6 +894,7 @@ class Pool:
         """Detach a worker from its slot for good: a process is killed, others abandoned."""
         self._by_worker.pop(worker.id, None)
         if self.backend == "process":
+            log.warning("runtime: killing process worker %d: %s", worker.id, reason)
             worker.kill()  # its exit comes back as a "closed" event; it is reaped at shutdown
             return
         self._workers.pop(worker.id, None)
@@ -928,6 +929,13 @@ class Pool:
                         "boot_timeout (None: no limit), or find what it waits for"
                     )
                     self._stopping = True
+                    # The pool stops: the other bootstraps still running are given up too
+                    # (no stop request can reach code that has not reported ready).
+                    for other in self._live_slots():
+                        if other.state is _SlotState.BOOTING and other.worker is not None:
+                            self._drop_worker(other.worker, "the pool's start-up failed")
+                            other.worker = None
+                            other.state = _SlotState.DONE
                     return
                 log.error("runtime: %s; it was %s and will be retried", what, fate)
                 summary = f"bootstrap timed out after {elapsed:.1f}s"

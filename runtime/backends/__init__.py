@@ -215,7 +215,8 @@ class WorkerHandle:
             self.id,
             reason,
         )
-        self.kill()
+        if self.kill():
+            self.join(5.0)  # reap the killed process
         # The reader closes the pipe ends itself (on its own thread, so no fd it is
         # reading can be closed and reused underneath it); a hub that has ended cannot.
         reader = self._reader
