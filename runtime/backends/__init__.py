@@ -215,8 +215,10 @@ class WorkerHandle:
             self.id,
             reason,
         )
-        if self.kill():
-            self.join(5.0)  # reap the killed process
+        if self.backend == "process" and self.kill():
+            # Only a process can be stopped safely; an asynchronous exception in a thread
+            # can land anywhere (an import half done, a finally block) and is not raised.
+            self.join(5.0)  # reap it
         # The reader closes the pipe ends itself (on its own thread, so no fd it is
         # reading can be closed and reused underneath it); a hub that has ended cannot.
         reader = self._reader
