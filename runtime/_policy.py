@@ -11,7 +11,13 @@ from typing import Literal, TypeVar
 
 from ._errors import ConfigurationError
 
-__all__ = ["LEAKY_FRESH_WORKERS", "RestartPolicy", "interpreters_leak", "resolve_workers", "split_by_weight"]
+__all__ = [
+    "LEAKY_FRESH_WORKERS",
+    "RestartPolicy",
+    "interpreters_leak",
+    "resolve_workers",
+    "split_by_weight",
+]
 
 K = TypeVar("K")
 
@@ -57,12 +63,14 @@ class RestartPolicy:
     max_backoff: float = 30.0
     jitter: bool = True
     fresh_worker: bool = True
-    fresh_workers: int | None | Literal["auto"] = "auto"
+    fresh_workers: int | Literal["auto"] | None = "auto"
 
     def __post_init__(self) -> None:
         fresh = self.fresh_workers
-        if fresh != "auto" and fresh is not None and (
-            isinstance(fresh, bool) or not isinstance(fresh, int) or fresh < 0
+        if (
+            fresh != "auto"
+            and fresh is not None
+            and (isinstance(fresh, bool) or not isinstance(fresh, int) or fresh < 0)
         ):
             raise ConfigurationError(
                 f"fresh_workers must be 'auto', None (no limit) or an int >= 0, got {fresh!r}"

@@ -710,9 +710,7 @@ class Pool:
             # The restart reuses the worker unless a lifecycle limit or the policy says not to.
             reason = self._recycle_reason(slot, now) if self.limits.recycles else None
             if reason is not None:
-                log.info(
-                    "runtime: recycling the worker of %s (%s) for its restart", label, reason
-                )
+                log.info("runtime: recycling the worker of %s (%s) for its restart", label, reason)
                 self._count_recycled(slot, reason)
                 self._release_worker(slot)
             elif self._wants_fresh_worker(slot):
@@ -944,11 +942,7 @@ class Pool:
                     slot, worker, None, summary, self.backend, exc_type="runtime.BootstrapError"
                 )
             standby = slot.standby
-            if (
-                standby is not None
-                and not slot.standby_ready
-                and now - slot.standby_at >= timeout
-            ):
+            if standby is not None and not slot.standby_ready and now - slot.standby_at >= timeout:
                 log.error(
                     "runtime: the successor worker %d booted for slot %d did not finish the "
                     "bootstrap %s within boot_timeout=%gs; trying again later",

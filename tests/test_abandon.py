@@ -54,7 +54,8 @@ def test_abandoned_worker_is_silent_and_ends_by_itself(backend, hang_gate, caplo
         worker.abandon("the test gave up on it")
         assert worker.abandoned == "the test gave up on it"
         assert worker not in live_workers()
-        assert "abandoning" in caplog.text and "the test gave up on it" in caplog.text
+        assert "abandoning" in caplog.text
+        assert "the test gave up on it" in caplog.text
         if backend == "process":
             assert worker.join(10)  # killed, not abandoned to run on
             assert worker not in abandoned_workers()
@@ -63,7 +64,8 @@ def test_abandoned_worker_is_silent_and_ends_by_itself(backend, hang_gate, caplo
         os.write(hang_gate, b"x" * 8)  # the bootstrap returns; its "ready" meets a closed pipe
         assert worker.join(20)
         assert worker not in abandoned_workers()
-        assert events == [] and not closed.is_set()
+        assert events == []
+        assert not closed.is_set()
         worker.abandon("twice is harmless")
     finally:
         hub.close()
@@ -115,7 +117,8 @@ def test_exit_with_a_hung_abandoned_worker(backend, tmp_path, how, status):
     lines = proc.stdout.splitlines()
     assert lines[0] == "start failed: True"
     assert lines[1] == f"abandoned: {0 if backend == 'process' else 1}"
-    assert "unflushed tail" in lines and "user atexit ran" in lines
+    assert "unflushed tail" in lines
+    assert "user atexit ran" in lines
     if how == "raise":
         assert "ValueError: the script failed" in proc.stderr
 

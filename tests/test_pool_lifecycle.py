@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import sys
@@ -57,8 +58,11 @@ def test_initial_boot_timeout_raises_bootstrap_error(backend, hang_gate, caplog)
     message = str(info.value)
     assert "did not finish the bootstrap tests.helpers.lifecycle:hang" in message
     assert f"{backend} backend" in message
-    assert "slot " in message and "worker " in message and "task Fail" in message
-    assert "boot_timeout=0.5s" in message and "s elapsed" in message
+    assert "slot " in message
+    assert "worker " in message
+    assert "task Fail" in message
+    assert "boot_timeout=0.5s" in message
+    assert "s elapsed" in message
     assert ("killed" if backend == "process" else "abandoned") in message
     assert pool.statistics().state == "stopped"
     if backend != "process":
@@ -127,15 +131,15 @@ def test_fresh_worker_budget_then_reuse_with_one_warning(backend, tmp_path, capl
     out = str(tmp_path / "out")
     policy = runtime.RestartPolicy(max_restarts=6, backoff=0, fresh_workers=2)
     with caplog.at_level(logging.WARNING, logger="runtime"):
-        report = runtime.Pool(
-            lifecycle.Fail(out), workers=1, backend=backend, restart=policy
-        ).run()
+        report = runtime.Pool(lifecycle.Fail(out), workers=1, backend=backend, restart=policy).run()
     assert (report.restarts, report.gave_up) == (6, 1)
     workers = [line.split("|")[1] for line in read_lines(out)]
     assert len(workers) == 7
     assert len(set(workers)) == 3  # the first worker, then 2 fresh ones, then reused
     assert workers[3:] == [workers[2]] * 4
-    warnings = [r for r in caplog.records if "fresh" in r.getMessage() and "reuse" in r.getMessage()]
+    warnings = [
+        r for r in caplog.records if "fresh" in r.getMessage() and "reuse" in r.getMessage()
+    ]
     assert len(warnings) == 1
     assert "fresh_workers=None" in warnings[0].getMessage()
 
@@ -270,5 +274,5 @@ def test_running_task_is_recycled_on_a_standby_booted_first(backend, tmp_path, m
     starts = [line.split("|")[1] for line in lines if line.startswith("start|")]
     assert len(set(starts)) == len(starts) >= 3
     # Each successor booted before its predecessor's task was asked to stop.
-    for old, new in zip(starts, starts[1:]):
+    for old, new in itertools.pairwise(starts):
         assert lines.index(f"boot|{new}") < lines.index(f"stop|{old}")

@@ -257,7 +257,7 @@ _exit_request: list[Any] = []
 
 def _record_exit(original: Any) -> Any:
     @functools.wraps(original)
-    def exit(status: Any = None, /) -> Any:  # noqa: A001 - it is sys.exit
+    def exit(status: Any = None, /) -> Any:
         if threading.current_thread() is threading.main_thread():
             _exit_request[:] = [status]
         return original(status)
