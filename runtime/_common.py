@@ -125,6 +125,17 @@ def init_spec(
     return spec
 
 
+def bootstrap_name(bootstrap: Any) -> str:
+    """How errors name a bootstrap: its reference, or its qualified name."""
+    if bootstrap is None:
+        return "no bootstrap (the worker's own start-up)"
+    if isinstance(bootstrap, str):
+        return bootstrap
+    module = getattr(bootstrap, "__module__", None)
+    name = getattr(bootstrap, "__qualname__", None) or repr(bootstrap)
+    return f"{module}:{name}" if module else str(name)
+
+
 _gil_warned = False
 
 

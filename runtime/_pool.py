@@ -2,7 +2,22 @@
 
 All decisions are taken on one supervisor thread that reads events (worker
 messages, worker exits, resize/stop requests) from a queue and sleeps on it
-until the next event or the next restart is due — never in a polling loop.
+until the next event or the next deadline — a restart due, a bootstrap's time up,
+a worker's age reached — never in a polling loop.
+
+What the lifecycle rules here prevent:
+
+* a bootstrap that hangs blocking ``start()`` for ever, or wedging a running pool:
+  each booting worker has a deadline (``boot_timeout``); past it a process worker is
+  killed and any other is abandoned (it cannot be pre-empted, see
+  :meth:`~runtime.backends.WorkerHandle.abandon`), and the slot counts a failure and
+  retries with the restart policy's backoff, while events keep being served;
+* a crash loop eating memory: on Pythons whose interpreters leak on destroy, a slot's
+  restarts get at most ``RestartPolicy.fresh_workers`` fresh interpreters, then reuse
+  the bootstrapped one;
+* workers accumulating state for ever: the lifecycle limits replace a worker at a task
+  boundary, and a running task's aged worker gets its successor booted *before* the
+  task is asked to stop.
 """
 
 from __future__ import annotations
@@ -22,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 from ._capabilities import Capabilities, capabilities
 from ._channel import pickling_for_process
 from ._common import (
+    bootstrap_name,
     close_at_exit,
     guard_main_import,
     init_spec,
@@ -38,8 +54,9 @@ from ._errors import (
     PoolError,
 )
 from ._hub import Hub
+from ._lifecycle import DEFAULT_BOOT_TIMEOUT, Limits
 from ._pickling import dumps, mode_for
-from ._policy import RestartPolicy, resolve_workers, split_by_weight
+from ._policy import RestartPolicy, interpreters_leak, resolve_workers, split_by_weight
 from ._task import TaskSpec
 from ._wire import decode_exception
 from .backends import WorkerHandle, create_worker, join_all
@@ -64,6 +81,7 @@ class PoolReport:
     unfinished: int
     stopped: bool
     failures: tuple[str, ...] = ()
+    recycled: int = 0  # workers replaced by the lifecycle limits (not counted in completed)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,6 +100,7 @@ class PoolStatistics:
     replaced: int
     by_kind: Mapping[str, int]
     state: str
+    recycled: int = 0
 
 
 class _SlotState(enum.Enum):
@@ -114,6 +133,14 @@ class _Slot:
     restart_at: float = 0.0
     retiring: bool = False
     initial: bool = True
+    booted_at: float = 0.0  # when the current worker started booting
+    runs: int = 0  # task runs the current worker hosted
+    over_memory: int | None = None  # what the current worker reported when over the limit
+    fresh: int = 0  # fresh workers started for this slot's restarts
+    standby: WorkerHandle | None = None  # booting/ready successor of an aged worker
+    standby_at: float = 0.0
+    standby_ready: bool = False
+    recycling: bool = False  # the running task was asked to stop for its standby
 
 
 def _normalize_tasks(tasks: Any) -> list[tuple[TaskSpec, float]]:
@@ -134,6 +161,26 @@ class Pool:
     every fresh worker; its return value is the task's ``self.context``.
     ``on_failure`` (a callable or reference) receives a :class:`runtime.Failure` for
     every task failure; ``metrics=False`` keeps this pool out of ``/metrics``.
+
+    ``boot_timeout`` (seconds, ``None``: no limit) bounds each worker's bootstrap. An
+    initial worker that is not ready in time makes :meth:`start` raise
+    :class:`runtime.BootstrapError` (naming the worker, the bootstrap and the elapsed
+    time) and the pool stops; a replacement that is not ready in time is logged, killed
+    (process) or abandoned (subinterpreter, thread: they cannot be pre-empted and keep
+    running until their bootstrap returns), counted as a failure of its slot and retried
+    with the restart policy's backoff.
+
+    Lifecycle limits replace a worker by a fresh one instead of reusing it when a task
+    run ends (the task raised and is restarted): after ``max_tasks_per_worker`` runs,
+    when it is older than ``max_worker_age`` seconds, or when it reported holding more
+    than ``max_worker_memory`` bytes (``"512M"`` works too). They matter where a slot
+    keeps its worker across restarts (``RestartPolicy(fresh_worker=False)``, or past the
+    policy's ``fresh_workers`` budget). On Python < 3.14 each recycled subinterpreter
+    costs the interpreter leak (about 3-4 MB). A task still *running* when its worker
+    passes ``max_worker_age`` gets a successor booted first, is then asked to stop
+    (``self.stopping``), and once it returns runs again on the successor, counted as
+    ``recycled`` rather than ``completed``; a task that ignores ``stopping`` keeps
+    running in its old worker (and the booted successor waits).
     """
 
     def __init__(
@@ -148,6 +195,10 @@ class Pool:
         handle_signals: bool = True,
         on_failure: Any = None,
         metrics: bool = True,
+        boot_timeout: float | None = DEFAULT_BOOT_TIMEOUT,
+        max_tasks_per_worker: int | None = None,
+        max_worker_memory: int | str | None = None,
+        max_worker_age: float | None = None,
         _capabilities: Capabilities | None = None,
     ) -> None:
         guard_main_import("Pool")
@@ -162,6 +213,11 @@ class Pool:
         target = resolve_workers(workers, caps.cpu_count)
         self.backend = resolve_backend(backend, caps)
         self.policy = restart or RestartPolicy()
+        self.limits = Limits.from_kwargs(
+            max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout
+        )
+        self._fresh_budget = self.policy.fresh_worker_budget(self.backend)
+        self._budget_warned = False
         self.stop_timeout = float(stop_timeout)
         self.handle_signals = handle_signals
         # Task classes from an interactive __main__ (REPL, notebook) travel by value.
@@ -176,6 +232,7 @@ class Pool:
         split_by_weight([(k, k.weight) for k in kinds], target)  # validates weights vs count
         self._target = target
         self._bootstrap = pack_bootstrap(bootstrap, self.backend)
+        self._bootstrap_name = bootstrap_name(bootstrap)
         self._ops = PoolOps(self, on_failure, metrics)
 
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
@@ -267,6 +324,7 @@ class Pool:
                 replaced=self._counts["replaced"],
                 by_kind=dict(by_kind),
                 state=self._state,
+                recycled=self._counts["recycled"],
             )
 
     def _close_at_exit(self) -> None:
@@ -326,7 +384,8 @@ class Pool:
         self._spawn(slot)
         return slot
 
-    def _spawn(self, slot: _Slot) -> None:
+    def _spawn(self, slot: _Slot, *, standby: bool = False) -> None:
+        """Start a worker for ``slot``: its own (state BOOTING), or a standby successor."""
         assert self._hub is not None
         worker = create_worker(
             self.backend,
@@ -336,17 +395,36 @@ class Pool:
             lambda w: self._events.put(("closed", w)),
         )
         info = self._info(slot, worker)
-        slot.worker = worker
-        slot.state = _SlotState.BOOTING
+        now = time.monotonic()
+        if standby:
+            slot.standby = worker
+            slot.standby_at = now
+            slot.standby_ready = False
+        else:
+            slot.worker = worker
+            slot.state = _SlotState.BOOTING
+            slot.booted_at = now
+            slot.runs = 0
+            slot.over_memory = None
         self._by_worker[worker.id] = slot
         self._workers[worker.id] = worker
         self._spawned.append(worker)
         try:
-            worker.start(init_spec(info, self.backend, self._bootstrap))
+            worker.start(
+                init_spec(
+                    info,
+                    self.backend,
+                    self._bootstrap,
+                    memory_limit=self.limits.max_worker_memory,
+                )
+            )
         except Exception as exc:
             self._by_worker.pop(worker.id, None)
             self._workers.pop(worker.id, None)
-            slot.worker = None
+            if standby:
+                slot.standby = None
+            else:
+                slot.worker = None
             raise BackendUnavailable(f"could not start a {self.backend} worker: {exc}") from exc
 
     def _info(self, slot: _Slot, worker: WorkerHandle) -> dict[str, Any]:
@@ -394,7 +472,13 @@ class Pool:
             ]
             if not booting:
                 break
-            self._handle(self._ops.supervisor.get(self._events))
+            deadlines = self._boot_deadlines(booting)
+            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
+            event = self._ops.supervisor.get_or_none(self._events, timeout)
+            if event is not None:
+                self._handle(event)
+            with self._lock:
+                self._check_boots(time.monotonic())
         with self._lock:
             if self._fatal is None and not self._stopping:
                 self._state = "running"
@@ -410,6 +494,8 @@ class Pool:
                 break
             now = time.monotonic()
             deadlines = [s.restart_at for s in live if s.state is _SlotState.WAITING]
+            deadlines += self._boot_deadlines(live)
+            deadlines += self._age_deadlines(live)
             if self._stop_deadline is not None:
                 deadlines.append(self._stop_deadline)
             timeout = max(0.0, min(deadlines) - now) if deadlines else None
@@ -417,6 +503,9 @@ class Pool:
             if event is not None:
                 self._handle(event)
             self._due(time.monotonic())
+            with self._lock:
+                self._check_boots(time.monotonic())
+                self._check_ages(time.monotonic())
             if (
                 self._stopping
                 and self._stop_deadline is not None
@@ -440,7 +529,12 @@ class Pool:
     def _on_message(self, worker: WorkerHandle, msg: tuple[Any, ...]) -> None:
         slot = self._by_worker.get(worker.id)
         what = msg[0]
-        if slot is None:
+        if slot is None or worker.abandoned is not None:
+            return
+        if worker is slot.standby:
+            self._on_standby_message(slot, worker, msg)
+            return
+        if worker is not slot.worker:
             return
         if what == "ready":
             worker.pid = msg[1]
@@ -449,9 +543,12 @@ class Pool:
                 self._finish_slot(slot, _SlotState.DONE, counted=None)
                 return
             slot.attempt += 1
+            slot.runs += 1
             slot.state = _SlotState.RUNNING
             slot.initial = False
             worker.send(("task", self._task_blob(slot.kind), self._info_running(slot, worker)))
+        elif what == "over_memory":
+            slot.over_memory = int(msg[1])
         elif what == "boot_failed":
             exc_payload, refused = msg[1], msg[2]
             if slot.initial and self._state == "starting":
@@ -473,6 +570,9 @@ class Pool:
             self._on_failure(slot, summary, exc_payload[3])
             self._ops.task_failed(slot, worker, exc_payload, summary, self.backend)
         elif what == "task_done":
+            if slot.recycling and slot.standby_ready and not (self._stopping or slot.retiring):
+                self._recycle_running(slot)
+                return
             self._finish_slot(slot, _SlotState.DONE, counted="completed")
             log.info(
                 "runtime: task %s (slot %d) returned; its job is finished", slot.kind.label, slot.id
@@ -497,9 +597,31 @@ class Pool:
     def _release_worker(self, slot: _Slot) -> None:
         worker = slot.worker
         slot.worker = None
+        slot.recycling = False
         if worker is not None:
             self._by_worker.pop(worker.id, None)
             worker.exit()
+
+    def _release_standby(self, slot: _Slot) -> None:
+        worker = slot.standby
+        slot.standby = None
+        slot.standby_ready = False
+        slot.recycling = False
+        if worker is not None:
+            self._by_worker.pop(worker.id, None)
+            worker.exit()
+
+    def _adopt_standby(self, slot: _Slot) -> None:
+        """The ready standby becomes the slot's (idle) worker; the old one is released."""
+        standby = slot.standby
+        assert standby is not None
+        self._release_worker(slot)
+        slot.worker = standby
+        slot.standby = None
+        slot.standby_ready = False
+        slot.booted_at = slot.standby_at
+        slot.runs = 0
+        slot.over_memory = None
 
     def _finish_slot(self, slot: _Slot, state: _SlotState, counted: str | None) -> None:
         slot.state = state
@@ -507,6 +629,51 @@ class Pool:
             self._counts[counted] += 1
             self._ops.count(counted, slot.kind.label)
         self._release_worker(slot)
+        self._release_standby(slot)
+
+    def _count_recycled(self, slot: _Slot, reason: str) -> None:
+        self._counts["recycled"] += 1
+        self._ops.recycled(reason, slot.kind.label)
+
+    def _recycle_reason(self, slot: _Slot, now: float) -> str | None:
+        """Why the slot's worker must not host another run (lifecycle limits), or None."""
+        limits = self.limits
+        if limits.max_tasks_per_worker is not None and slot.runs >= limits.max_tasks_per_worker:
+            return "tasks"
+        if slot.over_memory is not None:
+            return "memory"
+        if limits.max_worker_age is not None and now - slot.booted_at >= limits.max_worker_age:
+            return "age"
+        return None
+
+    def _wants_fresh_worker(self, slot: _Slot) -> bool:
+        """RestartPolicy.fresh_worker, within the slot's budget of fresh workers."""
+        if not self.policy.fresh_worker:
+            return False
+        budget = self._fresh_budget
+        if budget is None or slot.fresh < budget:
+            slot.fresh += 1
+            return True
+        if not self._budget_warned:
+            self._budget_warned = True
+            why = (
+                "CPython before 3.14 leaks about 3-4 MB for every subinterpreter it creates "
+                "and destroys"
+                if interpreters_leak(self.backend)
+                else "RestartPolicy.fresh_workers limits them"
+            )
+            log.warning(
+                "runtime: slot %d (%s) used its %d fresh %s workers for restarts; from now on "
+                "its restarts reuse the bootstrapped worker (module state left by a failed run "
+                "stays), because %s. To change it: use Python 3.14+, backend='process', or "
+                "RestartPolicy(fresh_workers=None) with a max_restarts limit",
+                slot.id,
+                slot.kind.label,
+                budget,
+                self.backend,
+                why,
+            )
+        return False
 
     def _on_failure(
         self, slot: _Slot, summary: str, tb: str | None, *, worker_gone: bool = False
@@ -517,15 +684,16 @@ class Pool:
             log.error("runtime: task %s failed: %s\n%s", label, summary, tb.rstrip())
         else:
             log.error("runtime: task %s failed: %s", label, summary)
-        if worker_gone or self.policy.fresh_worker or slot.state is _SlotState.BOOTING:
-            self._release_worker(slot)
         now = time.monotonic()
+        if worker_gone or slot.state is _SlotState.BOOTING:
+            self._release_worker(slot)
         slot.failures.append(now)
         while slot.failures and now - slot.failures[0] > self.policy.within:
             slot.failures.popleft()
         if self._stopping or slot.retiring:
             slot.state = _SlotState.DONE
             self._release_worker(slot)
+            self._release_standby(slot)
             return
         limit = self.policy.max_restarts
         if limit is not None and len(slot.failures) > limit:
@@ -538,6 +706,17 @@ class Pool:
             )
             self._finish_slot(slot, _SlotState.GAVE_UP, counted="gave_up")
             return
+        if slot.worker is not None:
+            # The restart reuses the worker unless a lifecycle limit or the policy says not to.
+            reason = self._recycle_reason(slot, now) if self.limits.recycles else None
+            if reason is not None:
+                log.info("runtime: recycling the worker of %s (%s) for its restart", label, reason)
+                self._count_recycled(slot, reason)
+                self._release_worker(slot)
+            elif self._wants_fresh_worker(slot):
+                self._release_worker(slot)
+        if slot.worker is None and slot.standby is not None and slot.standby_ready:
+            self._adopt_standby(slot)
         delay = self.policy.delay(len(slot.failures))
         slot.state = _SlotState.WAITING
         slot.restart_at = now + delay
@@ -547,6 +726,17 @@ class Pool:
         self._workers.pop(worker.id, None)
         self._spawned = [h for h in self._spawned if not h.join(0)]
         slot = self._by_worker.pop(worker.id, None)
+        if slot is not None and worker is slot.standby:
+            log.warning(
+                "runtime: the successor booted for slot %d failed: %s; trying again later",
+                slot.id,
+                worker.describe_exit(),
+            )
+            slot.standby = None
+            slot.standby_ready = False
+            slot.recycling = False
+            slot.booted_at = time.monotonic()  # the next try after another max_worker_age
+            return
         if slot is None or slot.worker is not worker:
             return
         slot.worker = None
@@ -581,6 +771,7 @@ class Pool:
                             slot.restart_at = now + self.policy.delay(len(slot.failures) + 1)
                     else:
                         slot.attempt += 1
+                        slot.runs += 1
                         slot.state = _SlotState.RUNNING
                         slot.worker.send(
                             (
@@ -621,6 +812,7 @@ class Pool:
         self._state = "stopping"
         self._stop_deadline = deadline
         for slot in self._live_slots():
+            self._release_standby(slot)
             if slot.state is _SlotState.WAITING:
                 slot.state = _SlotState.DONE
             elif slot.worker is not None:
@@ -635,11 +827,9 @@ class Pool:
                 worker = slot.worker
                 label = f"{slot.kind.label} (slot {slot.id})"
                 if worker is not None and not worker.kill():
-                    log.warning(
-                        "runtime: task %s did not stop in time; its %s worker cannot be pre-empted "
-                        "and is abandoned (check self.stopping in long loops)",
-                        label,
-                        self.backend,
+                    self._drop_worker(
+                        worker,
+                        f"task {label} did not stop in time (check self.stopping in long loops)",
                     )
                 else:
                     log.warning("runtime: task %s did not stop in time and was killed", label)
@@ -659,6 +849,7 @@ class Pool:
                 unfinished=self._counts["unfinished"],
                 stopped=self._stopping,
                 failures=tuple(self._failures),
+                recycled=self._counts["recycled"],
             )
         for worker in workers:
             worker.exit()
@@ -669,5 +860,163 @@ class Pool:
             self._hub.close()
         stragglers = join_all(stragglers, 1.0)
         for worker in stragglers:
-            log.warning("runtime: %r did not end; abandoning it", worker)
+            worker.abandon("it did not end when the pool stopped")
         self._spawned = []
+
+    # ------------------------------------------------------------------ lifecycle deadlines
+    def _boot_deadlines(self, slots: list[_Slot]) -> list[float]:
+        timeout = self.limits.boot_timeout
+        if timeout is None:
+            return []
+        out = [
+            s.booted_at + timeout
+            for s in slots
+            if s.state is _SlotState.BOOTING and s.worker is not None
+        ]
+        out += [
+            s.standby_at + timeout for s in slots if s.standby is not None and not s.standby_ready
+        ]
+        return out
+
+    def _age_deadlines(self, slots: list[_Slot]) -> list[float]:
+        age = self.limits.max_worker_age
+        if age is None or self._stopping:
+            return []
+        return [
+            s.booted_at + age
+            for s in slots
+            if s.state is _SlotState.RUNNING and s.standby is None and not s.retiring
+        ]
+
+    def _drop_worker(self, worker: WorkerHandle, reason: str) -> None:
+        """Detach a worker from its slot for good: a process is killed, others abandoned."""
+        self._by_worker.pop(worker.id, None)
+        if self.backend == "process":
+            log.warning("runtime: killing process worker %d: %s", worker.id, reason)
+            worker.kill()  # its exit comes back as a "closed" event; it is reaped at shutdown
+            return
+        self._workers.pop(worker.id, None)
+        self._spawned = [h for h in self._spawned if h is not worker]
+        worker.abandon(reason)
+
+    def _check_boots(self, now: float) -> None:
+        """Give up on bootstraps that ran past ``boot_timeout`` (supervisor thread, lock held)."""
+        timeout = self.limits.boot_timeout
+        if timeout is None or self._fatal is not None:
+            return
+        for slot in self._live_slots():
+            worker = slot.worker
+            if (
+                slot.state is _SlotState.BOOTING
+                and worker is not None
+                and now - slot.booted_at >= timeout
+            ):
+                elapsed = now - slot.booted_at
+                what = (
+                    f"worker {worker.id} (slot {slot.id}, task {slot.kind.label}, "
+                    f"{self.backend} backend) did not finish the bootstrap "
+                    f"{self._bootstrap_name} within boot_timeout={timeout:g}s "
+                    f"({elapsed:.1f}s elapsed)"
+                )
+                fate = "killed" if self.backend == "process" else "abandoned"
+                self._drop_worker(worker, f"its bootstrap ran past boot_timeout={timeout:g}s")
+                slot.worker = None
+                if slot.initial and self._state == "starting":
+                    self._fatal = BootstrapError(
+                        f"{what}; it was {fate}. Make the bootstrap faster, raise "
+                        "boot_timeout (None: no limit), or find what it waits for"
+                    )
+                    self._stopping = True
+                    # The pool stops: the other bootstraps still running are given up too
+                    # (no stop request can reach code that has not reported ready).
+                    for other in self._live_slots():
+                        if other.state is _SlotState.BOOTING and other.worker is not None:
+                            self._drop_worker(other.worker, "the pool's start-up failed")
+                            other.worker = None
+                            other.state = _SlotState.DONE
+                    return
+                log.error("runtime: %s; it was %s and will be retried", what, fate)
+                summary = f"bootstrap timed out after {elapsed:.1f}s"
+                self._on_failure(slot, summary, None, worker_gone=True)
+                self._ops.task_failed(
+                    slot, worker, None, summary, self.backend, exc_type="runtime.BootstrapError"
+                )
+            standby = slot.standby
+            if standby is not None and not slot.standby_ready and now - slot.standby_at >= timeout:
+                log.error(
+                    "runtime: the successor worker %d booted for slot %d did not finish the "
+                    "bootstrap %s within boot_timeout=%gs; trying again later",
+                    standby.id,
+                    slot.id,
+                    self._bootstrap_name,
+                    timeout,
+                )
+                slot.standby = None
+                slot.recycling = False
+                self._drop_worker(standby, f"its bootstrap ran past boot_timeout={timeout:g}s")
+                slot.booted_at = now  # the next try after another max_worker_age
+
+    def _check_ages(self, now: float) -> None:
+        """Boot a successor for each running task whose worker passed ``max_worker_age``."""
+        age = self.limits.max_worker_age
+        if age is None or self._stopping:
+            return
+        for slot in self._live_slots():
+            if (
+                slot.state is _SlotState.RUNNING
+                and slot.worker is not None
+                and slot.standby is None
+                and not slot.retiring
+                and now - slot.booted_at >= age
+            ):
+                log.info(
+                    "runtime: the worker of slot %d (%s) passed max_worker_age=%gs; booting its "
+                    "successor before asking the task to stop",
+                    slot.id,
+                    slot.kind.label,
+                    age,
+                )
+                try:
+                    self._spawn(slot, standby=True)
+                except Exception as exc:
+                    log.error("runtime: could not start a successor worker: %s", exc)
+                    slot.booted_at = now
+
+    def _on_standby_message(self, slot: _Slot, worker: WorkerHandle, msg: tuple[Any, ...]) -> None:
+        what = msg[0]
+        if what == "ready":
+            worker.pid = msg[1]
+            slot.standby_ready = True
+            if self._stopping or slot.retiring:
+                self._release_standby(slot)
+            elif slot.state is _SlotState.RUNNING and slot.worker is not None:
+                slot.recycling = True
+                slot.worker.request_stop()
+            elif slot.state is _SlotState.WAITING:
+                self._count_recycled(slot, "age")
+                self._adopt_standby(slot)
+            else:
+                self._release_standby(slot)
+        elif what == "boot_failed":
+            log.warning(
+                "runtime: the successor booted for slot %d failed its bootstrap: %s: %s; "
+                "trying again later",
+                slot.id,
+                msg[1][1],
+                msg[1][2],
+            )
+            self._release_standby(slot)
+            slot.booted_at = time.monotonic()
+
+    def _recycle_running(self, slot: _Slot) -> None:
+        """The task stopped for its aged worker's successor: run it again there."""
+        label = f"{slot.kind.label} (slot {slot.id})"
+        log.info("runtime: task %s stopped for recycling; starting it on its new worker", label)
+        self._count_recycled(slot, "age")
+        self._adopt_standby(slot)
+        worker = slot.worker
+        assert worker is not None
+        slot.attempt += 1
+        slot.runs += 1
+        slot.state = _SlotState.RUNNING
+        worker.send(("task", self._task_blob(slot.kind), self._info_running(slot, worker)))

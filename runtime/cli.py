@@ -74,6 +74,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
             tasks, bootstrap = _from_source(args.source, weights, bootstrap)
         if len(args.tasks) == 1 and "=" not in args.tasks[0]:
             tasks = next(iter(tasks))
+        from ._lifecycle import from_args
+
+        limits = from_args(args)
         pool = runtime.Pool(
             tasks,
             workers=args.workers,
@@ -82,6 +85,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
             restart=runtime.RestartPolicy(max_restarts=args.max_restarts),
             stop_timeout=args.stop_timeout,
             on_failure=args.on_failure,
+            boot_timeout=limits.boot_timeout,
+            max_tasks_per_worker=limits.max_tasks_per_worker,
+            max_worker_memory=limits.max_worker_memory,
+            max_worker_age=limits.max_worker_age,
         )
         with ops_cli.serving(args):
             report = pool.run()
@@ -90,7 +97,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         return 2
     print(
         f"completed={report.completed} restarts={report.restarts} gave_up={report.gave_up} "
-        f"replaced={report.replaced} unfinished={report.unfinished}"
+        f"replaced={report.replaced} recycled={report.recycled} unfinished={report.unfinished}"
     )
     return 1 if report.gave_up else 0
 
@@ -137,6 +144,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-restarts", type=int, default=None, help="per slot within 60 s (default: unlimited)"
     )
     run.add_argument("--stop-timeout", type=float, default=30.0, help="seconds to drain on stop")
+    from ._lifecycle import add_arguments as add_lifecycle_arguments
+
+    add_lifecycle_arguments(run)
     from .ops._cli import add_arguments as add_ops_arguments
 
     add_ops_arguments(run)

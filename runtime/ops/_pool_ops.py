@@ -42,6 +42,7 @@ class PoolOps(ComponentOps):
         super().__init__(pool, on_failure, metrics)
         self.by_kind: collections.Counter[tuple[str, str]] = collections.Counter()
         self.failures: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.recycles: collections.Counter[str] = collections.Counter()
         self.supervisor = Heartbeat("supervisor")
 
     def attach(self, thread: threading.Thread, hub: Hub) -> None:
@@ -55,14 +56,25 @@ class PoolOps(ComponentOps):
         """``what`` is the Pool's own counter name: completed, restarts, gave_up, replaced."""
         self.by_kind[(what, kind)] += 1
 
+    def recycled(self, reason: str, kind: str) -> None:
+        """A worker replaced by a lifecycle limit: ``max_tasks``, ``memory`` or ``age``."""
+        self.recycles[reason] += 1
+
     def task_failed(
-        self, slot: Any, worker: Any, error: ExcPayload | None, summary: str, backend: str
+        self,
+        slot: Any,
+        worker: Any,
+        error: ExcPayload | None,
+        summary: str,
+        backend: str,
+        exc_type: str = "runtime.WorkerCrashed",
     ) -> None:
-        """After ``Pool._on_failure`` decided; ``error`` is None when the worker died."""
+        """After ``Pool._on_failure`` decided; ``error`` is None when the worker died
+        (``exc_type`` then names what happened, e.g. ``runtime.BootstrapError``)."""
         if error is not None:
             exc_type, message, tb = exception_name(error[1]), error[2], error[3]
         else:
-            exc_type, message, tb = "runtime.WorkerCrashed", summary, ""
+            message, tb = summary, ""
         kind = slot.kind.label
         self.failures[(kind, exc_type)] += 1
         if self.reports.hook is None:
@@ -100,6 +112,8 @@ class PoolOps(ComponentOps):
             out.append(Sample(_COUNTERS[what], (kind,), n))
         for (kind, exc_type), n in list(self.failures.items()):
             out.append(Sample(P + "task_failures_total", (kind, exc_type), n))
+        for reason, n in list(self.recycles.items()):
+            out.append(Sample(P + "workers_recycled_total", (reason,), n))
         return out
 
     def gauges(self) -> list[Sample]:
