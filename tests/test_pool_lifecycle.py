@@ -169,16 +169,19 @@ def test_crash_loop_memory_stays_bounded_on_subinterpreters(tmp_path, caplog):
 
         warnings.filterwarnings("ignore", message="runtime: own-GIL subinterpreters on Python 3.12")
     out = str(tmp_path / "out")
-    policy = runtime.RestartPolicy(max_restarts=500, within=3600, backoff=0)
+    # Where interpreters leak (< 3.14) the budget keeps 1,000 restarts cheap; on 3.14+ each
+    # restart is a fresh interpreter (about 25 ms here), so fewer make the same point.
+    per_slot = 500 if sys.version_info < (3, 14) else 100
+    policy = runtime.RestartPolicy(max_restarts=per_slot, within=3600, backoff=0)
     before = _rss()
     with caplog.at_level(logging.WARNING, logger="runtime"):
         report = runtime.Pool(
             lifecycle.Fail(out), workers=2, backend="subinterpreter", restart=policy
         ).run()
     growth = _rss() - before
-    assert report.restarts == 1000
+    assert report.restarts == 2 * per_slot
     lines = read_lines(out)
-    assert len(lines) == 1002
+    assert len(lines) == 2 * per_slot + 2
     budget = policy.fresh_worker_budget("subinterpreter")
     if budget is not None:
         assert len({line.split("|")[1] for line in lines}) == 2 * (1 + budget)
