@@ -247,6 +247,25 @@ def test_over_memory_report_recycles_the_worker(backend, tmp_path):
     assert pool._ops.recycles == {"memory": 1}
 
 
+def test_a_worker_over_its_memory_limit_does_not_host_the_restart(backend, tmp_path):
+    # End to end: the worker measures itself after the run (runtime._usage) and reports
+    # before its task's failure, so the restart goes to a fresh worker.
+    out = str(tmp_path / "out")
+    policy = runtime.RestartPolicy(max_restarts=1, backoff=0, fresh_worker=False)
+    report = runtime.Pool(
+        lifecycle.KeepThenFail(out, 96),
+        workers=1,
+        backend=backend,
+        bootstrap="tests.helpers.recycle_jobs:boot",
+        restart=policy,
+        max_worker_memory="64M",
+    ).run()
+    assert report.recycled >= 1
+    workers = [line.split("|")[1] for line in read_lines(out)]
+    assert len(workers) == 2
+    assert workers[0] != workers[1]
+
+
 def test_memory_limit_travels_in_the_init_spec():
     from runtime._common import init_spec
 

@@ -77,3 +77,16 @@ class LoopUntilStopped(runtime.Task):
         while not self.wait_stopping(5.0):
             pass
         record(self.path, f"stop|{self.worker.id}")
+
+
+class KeepThenFail(runtime.Task):
+    """Records its worker, keeps ``megabytes`` in the bootstrap's context, then raises."""
+
+    def __init__(self, path: str, megabytes: int) -> None:
+        self.path = path
+        self.megabytes = megabytes
+
+    def run(self) -> None:
+        record(self.path, f"{self.worker.attempt}|{self.worker.id}")
+        self.context["keep"].append(b"k" * (self.megabytes << 20))
+        raise ValueError("fails after keeping memory")
