@@ -49,9 +49,10 @@ def out(tmp_path: Path) -> Path:
     return d
 
 
-def _publish(queue: str, ids: list[str], out: Path) -> None:
+def _publish(queue: str, ids: list[str], out: Path, sleep: float = 0.0) -> None:
+    headers = {"out": str(out), "sleep": str(sleep)} if sleep else {"out": str(out)}
     with Publisher(URL) as publisher:
-        publisher.publish_batch(ids, queue, headers={"out": str(out)})
+        publisher.publish_batch(ids, queue, headers=headers)
 
 
 def _drained(queue: str) -> bool:
@@ -102,11 +103,12 @@ def test_three_consumers_twenty_sigkills_while_twenty_thousand_messages_arrive(
     everyone = list(procs)
     ids = [str(i) for i in range(total)]
     chunk = total // kills
-    killed = 0
+    killed = published = 0
     try:
         wait_until(lambda: (queue_info(queue) or (0, 0, 0))[2] == 3, 30, "three consumers", 0.1)
         for k in range(kills):
             _publish(queue, ids[k * chunk : (k + 1) * chunk], out)
+            published += chunk
             # The victim: the longest-lived process that is handling messages, so every kill
             # lands mid-stream on an active consumer holding unacked deliveries.
             slot = wait_until(
@@ -122,7 +124,7 @@ def test_three_consumers_twenty_sigkills_while_twenty_thousand_messages_arrive(
             lambda: (queue_info(queue) or (0, 0, 0))[2] == 3, 30, "three consumers again", 0.1
         )
     finally:
-        lost, duplicates, codes = _settle_and_stop(queue, out, ids, procs, 120)
+        lost, duplicates, codes = _settle_and_stop(queue, out, ids[:published], procs, 120)
         for p in everyone:
             if p.poll() is None:
                 p.kill()
@@ -149,16 +151,19 @@ def test_connections_closed_by_the_broker_mid_stream_lose_nothing(
     rounds, per_round = 3, 2_000
     procs = [consume(queue, tmp_path / f"c{i}.out", *CONSUMER_ARGS) for i in range(2)]
     ids = [str(i) for i in range(rounds * per_round)]
-    closed = reconnected = 0
+    closed = reconnected = published = 0
     try:
         wait_until(lambda: len(broker.our_connections(queue)) == 2, 30, "two connections", 0.1)
         for r in range(rounds):
             before = sum(handled(out).values())
-            _publish(queue, ids[r * per_round : (r + 1) * per_round], out)
+            # 2 ms a message: the round lasts about a second, the closes land inside it.
+            _publish(queue, ids[r * per_round : (r + 1) * per_round], out, sleep=0.003)
+            published += per_round
             wait_until(
                 lambda: sum(handled(out).values()) > before + 100, 30, "handling under way", 0.01
             )
             old = broker.our_connections(queue)
+            assert sum(handled(out).values()) < before + per_round  # mid-stream
             closed += broker.close_connections(old)
             # Both processes come back on new connections and consume again.
             wait_until(
@@ -170,7 +175,7 @@ def test_connections_closed_by_the_broker_mid_stream_lose_nothing(
             wait_until(lambda: (queue_info(queue) or (0, 0, 0))[2] == 2, 30, "two consumers", 0.1)
             reconnected += 2
     finally:
-        lost, duplicates, codes = _settle_and_stop(queue, out, ids, procs, 60)
+        lost, duplicates, codes = _settle_and_stop(queue, out, ids[:published], procs, 60)
     fault_recorder.add(
         "consume: connections closed by the broker",
         injected=closed,
@@ -192,32 +197,38 @@ def test_broker_application_stopped_and_started_mid_stream(
     # Durable queues (the consumer declares them) and persistent messages (the Publisher's
     # default) survive the restart; this is the one test that touches the whole broker.
     procs = [consume(queue, tmp_path / f"c{i}.out", *CONSUMER_ARGS) for i in range(2)]
-    first = [str(i) for i in range(4_000)]
-    second = [str(i) for i in range(4_000, 6_000)]
+    first = [str(i) for i in range(6_000)]
+    second = [str(i) for i in range(6_000, 8_000)]
     resumed_after: float | None = None
+    at_stop = 0
+    published: list[str] = []
     try:
         wait_until(lambda: (queue_info(queue) or (0, 0, 0))[2] == 2, 30, "two consumers", 0.1)
-        _publish(queue, first, out)
-        wait_until(lambda: sum(handled(out).values()) > 500, 30, "handling under way", 0.01)
+        # 2 ms a message over four workers: a few seconds of stream, the stop lands inside it.
+        _publish(queue, first, out, sleep=0.002)
+        published = first
+        wait_until(lambda: sum(handled(out).values()) > 200, 30, "handling under way", 0.01)
         try:
             broker.rabbitmqctl("stop_app", timeout=120)
+            at_stop = sum(handled(out).values())
             time.sleep(1.0)  # the consumers notice and start reconnecting
         finally:
             broker.rabbitmqctl("start_app", timeout=120)
             broker.wait_broker_up()
         back = time.monotonic()
         at_return = sum(handled(out).values())
+        assert at_return < len(first), "the stream ended before the broker stopped"
         wait_until(
-            lambda: sum(handled(out).values()) > at_return
-            or set(first) <= set(handled(out)),
+            lambda: sum(handled(out).values()) > at_return,
             30,
             "consumption to resume",
             0.01,
         )
         resumed_after = time.monotonic() - back
         _publish(queue, second, out)
+        published = first + second
     finally:
-        lost, duplicates, codes = _settle_and_stop(queue, out, first + second, procs, 90)
+        lost, duplicates, codes = _settle_and_stop(queue, out, published, procs, 90)
     fault_recorder.add(
         "broker stop_app/start_app",
         injected=1,
@@ -226,6 +237,7 @@ def test_broker_application_stopped_and_started_mid_stream(
         duplicates=duplicates,
         messages=len(first) + len(second),
         resumed_after_s=None if resumed_after is None else round(resumed_after, 2),
+        handled_before_stop=at_stop,
     )
     assert resumed_after is not None and resumed_after <= 10.0, resumed_after
     assert not lost

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from typing import TYPE_CHECKING
 
 import runtime
@@ -133,7 +134,14 @@ def hang_boot() -> None:
 
 # -- message handlers (parallel-runtime consume subprocesses and in-process consumers) -------
 def record_id(message: Message) -> None:
-    """Append the message body to ``<out>/<pid>.log`` (``out`` comes in the headers)."""
+    """Append the message body to ``<out>/<pid>.log`` (``out`` comes in the headers).
+
+    A ``sleep`` header makes each message take that many seconds first, so a stream lasts
+    long enough for a fault to land in the middle of it.
+    """
+    pause = message.headers.get("sleep")
+    if pause:
+        time.sleep(float(pause))
     append_line(
         os.path.join(str(message.headers["out"]), f"{os.getpid()}.log"), message.body.decode()
     )
