@@ -8,14 +8,12 @@ tell which messages were handled, how often, and by whom.
 
 from __future__ import annotations
 
-import subprocess
 import time
 import uuid
 from typing import TYPE_CHECKING
 
 import pytest
 
-import runtime
 from runtime.amqp import Consumer, Publisher
 from tests.helpers.tasks import read_lines
 
@@ -24,6 +22,7 @@ from .broker import URL, consume, handled, handled_by, queue_info, terminate
 from .conftest import wait_until
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Iterator
     from pathlib import Path
 
@@ -69,9 +68,7 @@ def _settle_and_stop(
     """
     expected = set(ids)
     try:
-        wait_until(
-            lambda: expected <= set(handled(out)), timeout, "every message handled", 0.1
-        )
+        wait_until(lambda: expected <= set(handled(out)), timeout, "every message handled", 0.1)
         wait_until(lambda: _drained(queue), 30, "no message ready or unacked", 0.2)
     finally:
         codes = [terminate(p) for p in procs]
@@ -112,7 +109,10 @@ def test_three_consumers_twenty_sigkills_while_twenty_thousand_messages_arrive(
             # The victim: the longest-lived process that is handling messages, so every kill
             # lands mid-stream on an active consumer holding unacked deliveries.
             slot = wait_until(
-                lambda: _active_oldest(procs, started, out), 30, "a consumer handling messages", 0.01
+                lambda: _active_oldest(procs, started, out),
+                30,
+                "a consumer handling messages",
+                0.01,
             )[0]
             procs[slot].kill()
             procs[slot].wait(10)
@@ -160,14 +160,17 @@ def test_connections_closed_by_the_broker_mid_stream_lose_nothing(
             _publish(queue, ids[r * per_round : (r + 1) * per_round], out, sleep=0.003)
             published += per_round
             wait_until(
-                lambda: sum(handled(out).values()) > before + 100, 30, "handling under way", 0.01
+                lambda before=before: sum(handled(out).values()) > before + 100,
+                30,
+                "handling under way",
+                0.01,
             )
             old = broker.our_connections(queue)
             assert sum(handled(out).values()) < before + per_round  # mid-stream
             closed += broker.close_connections(old)
             # Both processes come back on new connections and consume again.
             wait_until(
-                lambda: len(set(broker.our_connections(queue)) - set(old)) == 2,
+                lambda old=old: len(set(broker.our_connections(queue)) - set(old)) == 2,
                 30,
                 "both consumers reconnected",
                 0.1,
@@ -239,7 +242,8 @@ def test_broker_application_stopped_and_started_mid_stream(
         resumed_after_s=None if resumed_after is None else round(resumed_after, 2),
         handled_before_stop=at_stop,
     )
-    assert resumed_after is not None and resumed_after <= 10.0, resumed_after
+    assert resumed_after is not None
+    assert resumed_after <= 10.0, resumed_after
     assert not lost
     assert codes == [0, 0]
 
@@ -329,5 +333,3 @@ def _get_all(name: str) -> list[bytes]:
             bodies.append(body)
     finally:
         connection.close()
-
-

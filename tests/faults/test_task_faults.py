@@ -52,10 +52,12 @@ def test_a_thousand_task_exceptions_restart_each_time_then_give_up_at_the_limit(
                 restarts += 1
                 # Back at size after each restart: both slots running, no extra worker alive.
                 stats = wait_until(
-                    lambda: (s := pool.statistics()).restarts == restarts
-                    and s.running == 2
-                    and s.workers_alive == 2
-                    and s,
+                    lambda restarts=restarts: (
+                        (s := pool.statistics()).restarts == restarts
+                        and s.running == 2
+                        and s.workers_alive == 2
+                        and s
+                    ),
                     timeout=20,
                     what=f"restart {restarts} with the pool back at two workers",
                 )
@@ -121,7 +123,9 @@ def test_a_job_raising_systemexit_or_keyboardinterrupt_fails_only_that_job(
 
 
 @pytest.mark.timeout(60)
-def test_a_thread_worker_that_dies_is_replaced(tmp_path: Path, fault_recorder: FaultRecorder) -> None:
+def test_a_thread_worker_that_dies_is_replaced(
+    tmp_path: Path, fault_recorder: FaultRecorder
+) -> None:
     out = str(tmp_path / "attempts")
     report = runtime.Pool(
         helpers.RaiseOnce(out, "SystemExit"),
@@ -163,11 +167,12 @@ def test_a_sigkilled_process_worker_is_replaced_by_the_pool(
             os.kill(victim, signal.SIGKILL)
             del live[victim]
             attempt, pid, worker = channel.recv(timeout=30)
-            assert pid not in seen and attempt >= 2
+            assert pid not in seen
+            assert attempt >= 2
             live[pid] = worker
             seen.add(pid)
             stats = wait_until(
-                lambda: (s := pool.statistics()).replaced == n and s.running == 2 and s,
+                lambda n=n: (s := pool.statistics()).replaced == n and s.running == 2 and s,
                 what=f"replacement {n}",
             )
             assert stats.workers_alive == 2
