@@ -143,12 +143,12 @@ def test_a_thread_worker_that_dies_is_replaced(
 
 @pytest.mark.timeout(90)
 def test_a_sigkilled_process_worker_is_replaced_by_the_pool(
-    fault_recorder: FaultRecorder,
+    tmp_path: Path, fault_recorder: FaultRecorder
 ) -> None:
     kills = 5
-    channel = runtime.Channel()
+    log = str(tmp_path / "announced")
     pool = runtime.Pool(
-        helpers.AnnounceThenWait(channel),
+        helpers.AnnounceThenWait(log),
         workers=2,
         backend="process",
         restart=runtime.RestartPolicy(backoff=0),
@@ -157,32 +157,30 @@ def test_a_sigkilled_process_worker_is_replaced_by_the_pool(
     )
     pool.start()
     try:
-        live = {}
-        for _ in range(2):
-            attempt, pid, worker = channel.recv(timeout=30)
-            live[pid] = worker
-        seen = set(live)
         for n in range(1, kills + 1):
-            victim = sorted(live)[0]
-            os.kill(victim, signal.SIGKILL)
-            del live[victim]
-            attempt, pid, worker = channel.recv(timeout=30)
-            assert pid not in seen
-            assert attempt >= 2
-            live[pid] = worker
-            seen.add(pid)
+            rows = wait_until(
+                lambda n=n: len(lines := read_lines(log)) == n + 1 and lines,
+                what=f"{n + 1} workers announced",
+            )
+            pids = [int(row.split()[1]) for row in rows]
+            # Workers are killed oldest first: the first n - 1 announcers are dead already.
+            alive = pids[n - 1 :]
+            os.kill(alive[0], signal.SIGKILL)
             stats = wait_until(
                 lambda n=n: (s := pool.statistics()).replaced == n and s.running == 2 and s,
                 what=f"replacement {n}",
             )
             assert stats.workers_alive == 2
             fault_recorder.add("pool process worker SIGKILLed", injected=1, recovered=1)
+        rows = wait_until(lambda: len(lines := read_lines(log)) == kills + 2 and lines)
+        attempts = [int(row.split()[0]) for row in rows]
+        assert attempts[:2] == [1, 1]
+        assert all(a >= 2 for a in attempts[2:])  # each replacement is a restart of its slot
+        assert len({row.split()[1] for row in rows}) == kills + 2  # a new process every time
         report = pool.stop(timeout=20)
     finally:
         if pool.statistics().state != "stopped":
             pool.stop(timeout=5)
-        channel.close()
-        channel.release()
     assert (report.replaced, report.unfinished, report.completed) == (kills, 0, 2)
 
 

@@ -66,13 +66,17 @@ class RaiseOnce(runtime.Task):
 
 
 class AnnounceThenWait(runtime.Task):
-    """Send ``(attempt, pid)`` on ``channel``, then run until stopped (a target for SIGKILL)."""
+    """Append ``attempt pid worker`` to ``path``, then run until stopped (a target for SIGKILL).
 
-    def __init__(self, channel: runtime.Channel) -> None:
-        self.channel = channel
+    A file, not a channel: a process killed between a channel write and the release of
+    the channel's send lock would leave that lock taken for every later sender.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
 
     def run(self) -> None:
-        self.channel.send((self.worker.attempt, os.getpid(), self.worker.id))
+        append_line(self.path, f"{self.worker.attempt} {os.getpid()} {self.worker.id}")
         while not self.wait_stopping(5.0):
             pass
 
