@@ -47,6 +47,7 @@ import concurrent.futures as cf
 import functools
 import itertools
 import logging
+import sys
 import sysconfig
 import threading
 import time
@@ -80,7 +81,7 @@ from ._mapping import map_results
 from ._pickling import culprit, mode_for
 from ._pickling import dumps as pickle_for
 from ._pickling import hint as pickling_hint
-from ._policy import resolve_workers
+from ._policy import interpreters_leak, resolve_workers
 from ._wire import DONE as _DONE
 from ._wire import calls_frame, decode_exception, dumps, encode_exception
 from .backends import WorkerHandle, create_worker, join_all
@@ -292,6 +293,25 @@ class _Waiters(list[Any]):
         super().append(waiter)
 
 
+_recycling_warned = False
+
+
+def _warn_recycling_leaks(backend: str) -> None:
+    """Once per process: recycling subinterpreters costs memory on CPython < 3.14."""
+    global _recycling_warned
+    if _recycling_warned:
+        return
+    _recycling_warned = True
+    log.warning(
+        "runtime: recycling %s workers (max_tasks_per_worker, max_worker_memory, max_worker_age) "
+        "on CPython %d.%d: every interpreter created and destroyed there keeps about 3 MB of the "
+        "process's memory (CPython #110411, fixed in 3.14), so recycle seldom, or use "
+        "backend='process' or Python 3.14+",
+        backend,
+        *sys.version_info[:2],
+    )
+
+
 def _bootstrap_name(bootstrap: Any) -> str:
     if bootstrap is None:
         return "no bootstrap: the worker's start-up"
@@ -371,6 +391,8 @@ class Executor(cf.Executor):
         self._send_batch = self._send_to_process if self.backend == "process" else self._send
         self._bootstrap = pack_bootstrap(bootstrap, self.backend)
         self._boot_name = _bootstrap_name(bootstrap)
+        if self._limits.recycles and interpreters_leak(self.backend):
+            _warn_recycling_leaks(self.backend)
         self._boot_seconds = _BOOT_GUESS.get(self.backend, 0.1)  # measured from now on
         self._retry_delay = _RETRY_FIRST
         self._ops = ExecutorOps(self, on_failure, metrics)
@@ -687,9 +709,10 @@ class Executor(cf.Executor):
             elif self._broken is None:
                 log.error("runtime: %s; retrying", error)
                 self._retry(worker)
-            # A caller reading the inbox in wait_ready()/result() re-checks what it waits for.
-            self._inbox._poke()
             self._maybe_finish()
+            # A caller reading the inbox in wait_ready()/result() re-checks what it waits for
+            # (after _maybe_finish: shutdown()'s reader waits for the event it may set).
+            self._inbox._poke()
 
     def _booted(self, worker: _Worker) -> None:
         """``worker`` is past its boot (ready, failed or gone). Called with the lock held."""
@@ -926,8 +949,12 @@ class Executor(cf.Executor):
             return
         for worker in list(self._workers.values()):
             worker.handle.exit()
-        if not self._workers:
+        if not self._workers and not self._all_exited.is_set():
             self._all_exited.set()
+            # shutdown() may be reading the inbox for the workers' last messages; when the
+            # last worker left without one (abandoned by a boot timeout, from a hub timer),
+            # nothing else would wake it to see the event.
+            self._inbox._poke()
 
     # ------------------------------------------------------------------ Executor API
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:

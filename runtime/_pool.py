@@ -69,6 +69,9 @@ __all__ = ["Pool", "PoolReport", "PoolStatistics"]
 
 log = logging.getLogger("runtime")
 
+#: Failures a pool keeps for its report (the most recent ones).
+_FAILURES_KEPT = 1000
+
 
 @dataclasses.dataclass(frozen=True)
 class PoolReport:
@@ -80,7 +83,7 @@ class PoolReport:
     replaced: int
     unfinished: int
     stopped: bool
-    failures: tuple[str, ...] = ()
+    failures: tuple[str, ...] = ()  # the most recent 1,000, oldest first
     recycled: int = 0  # workers replaced by the lifecycle limits (not counted in completed)
 
 
@@ -243,7 +246,9 @@ class Pool:
         self._spawned: list[WorkerHandle] = []  # every worker ever started, joined at shutdown
         self._slot_ids = 0
         self._counts = collections.Counter[str]()
-        self._failures: list[str] = []
+        # The most recent failures, for the report: a pool in an endless crash loop must
+        # not grow by one string per failure for as long as it lives.
+        self._failures: collections.deque[str] = collections.deque(maxlen=_FAILURES_KEPT)
         self._state = "new"
         self._stopping = False
         self._stop_deadline: float | None = None
@@ -855,7 +860,8 @@ class Pool:
             worker.exit()
         # Join every worker this pool ever started, not only the ones still connected: a
         # worker whose pipe closed may still be tearing down its interpreter or process.
-        stragglers = join_all(self._spawned, 5.0)
+        # Abandoned ones are not waited for: they may never end (see WorkerHandle.abandon).
+        stragglers = join_all([w for w in self._spawned if w.abandoned is None], 5.0)
         if self._hub is not None:
             self._hub.close()
         stragglers = join_all(stragglers, 1.0)
