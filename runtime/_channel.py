@@ -195,24 +195,30 @@ class Channel:
 
     def _recv(self, deadline: float | None, timeout: float | None, nowait: bool = False) -> Any:
         data_r, closed_r = self._data[0], self._closed[0]
-        if not self._recv_lock.acquire(deadline):
-            if nowait:
-                raise ChannelEmpty("nothing to receive")
-            raise ChannelTimeout(f"recv timed out after {timeout}s waiting for other receivers")
-        try:
-            while True:
-                ready, _, _ = select.select([data_r, closed_r], [], [], _remaining(deadline))
-                if data_r in ready:
-                    break
+        while True:
+            # Wait for data *before* taking the receive lock: a receiver that dies while it
+            # waits (a process worker SIGKILLed in recv) must not take the lock's token,
+            # and with it every other receiver, down with it. The lock is held only while
+            # a frame that is already there is read.
+            ready, _, _ = select.select([data_r, closed_r], [], [], _remaining(deadline))
+            if data_r not in ready:
                 if closed_r in ready:
                     raise ChannelClosed("the channel is closed and empty")
                 if nowait:
                     raise ChannelEmpty("nothing to receive")
                 raise ChannelTimeout(f"recv timed out after {timeout}s")
-            (size,) = HEADER.unpack(_read_exact(data_r, HEADER.size))
-            payload = _read_exact(data_r, size)
-        finally:
-            self._recv_lock.release()
+            if not self._recv_lock.acquire(deadline):
+                if nowait:
+                    raise ChannelEmpty("nothing to receive")
+                raise ChannelTimeout(f"recv timed out after {timeout}s waiting for other receivers")
+            try:
+                if not _is_readable(data_r):
+                    continue  # another receiver took that message: wait again
+                (size,) = HEADER.unpack(_read_exact(data_r, HEADER.size))
+                payload = _read_exact(data_r, size)
+            finally:
+                self._recv_lock.release()
+            break
         if self._slots is not None:
             self._slots.release()
         return pickle.loads(payload)

@@ -173,3 +173,19 @@ def test_channel_as_a_task_argument(backend):
         report = pool.stop(timeout=20)
     assert sorted(value for _, value in results) == [i * 2 for i in range(50)]
     assert report.completed == 2
+
+
+def test_a_receiver_killed_while_waiting_does_not_wedge_the_channel():
+    # A process worker blocked in recv() is SIGKILLed: the receive lock must not go with it.
+    import os
+    import signal
+
+    announce, ch = runtime.Channel(), runtime.Channel()
+    with runtime.Executor(1, backend="process") as ex:
+        future = ex.submit(chan.announce_then_recv, announce, ch)
+        pid = announce.recv(timeout=30)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(runtime.WorkerCrashed):
+            future.result(timeout=30)
+        ch.send("after the kill")
+        assert ch.recv(timeout=10) == "after the kill"

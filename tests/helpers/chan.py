@@ -34,3 +34,11 @@ class Pipeline(runtime.Task):
     def run(self) -> None:
         for item in self.inbox:
             self.outbox.send((self.worker.id, item * 2))
+
+
+def announce_then_recv(announce: runtime.Channel, channel: runtime.Channel) -> object:
+    """Tell the test this worker's pid, then wait in ``channel.recv`` (to be killed there)."""
+    import os
+
+    announce.send(os.getpid())
+    return channel.recv(timeout=30)
