@@ -202,6 +202,8 @@ class WorkerHandle:
             _live.discard(self)
             if self.backend != "process":
                 _abandoned.append(self)
+        if self.backend == "subinterpreter":
+            _watch_exit_status()
         # No callback may reach the owner from now on; the reader may be handling one of
         # this worker's messages right now, so owners also ignore events of abandoned workers.
         self.conn.on_message = _ignore_message
@@ -317,8 +319,13 @@ def _exit_guard() -> None:
     os._exit(status)
 
 
-if sys.version_info < (3, 13) and not getattr(sys.exit, "__runtime_wrapped__", False):
-    sys.exit = _record_exit(sys.exit)
+def _watch_exit_status() -> None:
+    """Python 3.12, from the first abandoned subinterpreter on: remember sys.exit()'s status
+    (the exit guard may have to end the process itself). Nothing is wrapped before."""
+    if sys.version_info < (3, 13) and not getattr(sys.exit, "__runtime_wrapped__", False):
+        sys.exit = _record_exit(sys.exit)
+
+
 atexit.register(_exit_guard)
 
 
