@@ -18,6 +18,7 @@ import json
 import os
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -194,7 +195,13 @@ def _warm_up() -> None:
     """Create once what the runtime creates once per process, before the baseline."""
     gate = runtime.Channel()
     for backend in available_backends():
-        with runtime.Executor(1, backend=backend) as ex:
+        with warnings.catch_warnings():
+            # Explicit subinterpreters on 3.12 warn loudly by design (tests use safe modules).
+            warnings.filterwarnings(
+                "ignore", message="runtime: own-GIL subinterpreters on Python 3.12"
+            )
+            ex = runtime.Executor(1, backend=backend)
+        with ex:
             assert ex.submit(helpers.identity, 1).result(timeout=60) == 1
             # A channel handed to a child process starts multiprocessing's fd-sharing thread.
             assert ex.submit(helpers.send_on, gate, backend).result(timeout=60) == backend
