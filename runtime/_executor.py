@@ -672,11 +672,15 @@ class Executor(cf.Executor):
                     if predecessor.successor is None:
                         self._retry(None)
                 return
-            try:
-                self._spawn()
-            except Exception as exc:
-                log.error("runtime: could not replace a worker: %s", exc)
-                self._retry(None)
+            self._spawn_or_retry()
+
+    def _spawn_or_retry(self) -> None:
+        """Start a plain replacement worker now, or after the back-off if that fails."""
+        try:
+            self._spawn()
+        except Exception as exc:
+            log.error("runtime: could not replace a worker: %s", exc)
+            self._retry(None)
 
     def _boot_timed_out(self, worker: _Worker) -> None:
         """Hub timer: ``worker``'s bootstrap outlived boot_timeout."""
@@ -840,11 +844,7 @@ class Executor(cf.Executor):
                 predecessor = None
             elif self._spawn_successor(predecessor) is not None:
                 return
-        try:
-            self._spawn()
-        except Exception as exc:
-            log.error("runtime: could not replace a worker: %s", exc)
-            self._retry(None)
+        self._spawn_or_retry()
 
     # ------------------------------------------------------------------ dispatch
     def _fail_pending(self, error: BaseException) -> None:

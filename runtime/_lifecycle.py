@@ -23,7 +23,14 @@ from typing import Any
 
 from ._errors import ConfigurationError
 
-__all__ = ["DEFAULT_BOOT_TIMEOUT", "Limits", "add_arguments", "from_args", "parse_size"]
+__all__ = [
+    "DEFAULT_BOOT_TIMEOUT",
+    "Limits",
+    "add_arguments",
+    "from_args",
+    "parse_size",
+    "positive_int",
+]
 
 #: Seconds a fresh worker's bootstrap may take by default.
 DEFAULT_BOOT_TIMEOUT = 60.0
@@ -118,6 +125,19 @@ class Limits:
         )
 
 
+def positive_int(value: str) -> int:
+    """An ``argparse`` type: an integer >= 1."""
+    import argparse
+
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {number}")
+    return number
+
+
 def add_arguments(parser: Any) -> None:
     """Add ``--max-tasks-per-worker``, ``--max-worker-memory``, ``--max-worker-age`` and
     ``--boot-timeout`` to an ``argparse`` parser (read them back with :func:`from_args`)."""
@@ -128,15 +148,6 @@ def add_arguments(parser: Any) -> None:
             return parse_size(value)
         except ConfigurationError as exc:
             raise argparse.ArgumentTypeError(str(exc)) from None
-
-    def tasks(value: str) -> int:
-        try:
-            number = int(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value!r}") from None
-        if number < 1:
-            raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {number}")
-        return number
 
     def seconds(value: str) -> float:
         try:
@@ -150,7 +161,7 @@ def add_arguments(parser: Any) -> None:
     group = parser.add_argument_group("worker lifecycle")
     group.add_argument(
         "--max-tasks-per-worker",
-        type=tasks,
+        type=positive_int,
         default=None,
         metavar="N",
         help="replace a worker after it served N jobs (default: never)",

@@ -13,7 +13,7 @@ import pytest
 import runtime
 from runtime.backends import abandoned_workers
 from runtime.cli import main as cli_main
-from tests.helpers import lifecycle
+from tests.helpers import lifecycle, tasks
 from tests.helpers.tasks import read_lines, wait_for_lines
 
 pytestmark = pytest.mark.timeout(120)
@@ -279,7 +279,7 @@ def test_running_task_is_recycled_on_a_standby_booted_first(backend, tmp_path, m
     out = str(tmp_path / "out")
     monkeypatch.setenv("RUNTIME_TEST_BOOT_LOG", out)
     pool = runtime.Pool(
-        lifecycle.LoopUntilStopped(out),
+        tasks.Loop(out),
         workers=1,
         backend=backend,
         bootstrap=lifecycle.note_boot,

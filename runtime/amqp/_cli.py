@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._lifecycle import positive_int
 from ..cli import workers_arg
 
+if TYPE_CHECKING:
+    import argparse
+
 __all__ = ["configure_parser"]
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {number}")
-    return number
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -43,12 +36,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--prefetch",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="unacked messages (default: 4 x workers)",
     )
     parser.add_argument(
-        "--max-attempts", type=_positive_int, default=5, help="attempts before dead-lettering"
+        "--max-attempts", type=positive_int, default=5, help="attempts before dead-lettering"
     )
     parser.add_argument(
         "--retry-delay", type=float, default=1.0, help="seconds before the first retry (doubles)"
@@ -61,7 +54,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--delivery-limit",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         help="quorum x-delivery-limit: dead-letter messages redelivered this often (crash loops)",
     )
@@ -73,7 +66,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="seconds to finish in-flight work on SIGTERM",
     )
     parser.add_argument(
-        "--connect-attempts", type=_positive_int, default=5, help="tries at start before giving up"
+        "--connect-attempts", type=positive_int, default=5, help="tries at start before giving up"
     )
     parser.add_argument(
         "--stats-interval",

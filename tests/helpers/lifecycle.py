@@ -66,19 +66,6 @@ class FailWhenReleased(runtime.Task):
         raise ValueError("released")
 
 
-class LoopUntilStopped(runtime.Task):
-    """Records start and stop; runs until asked to stop."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def run(self) -> None:
-        record(self.path, f"start|{self.worker.id}")
-        while not self.wait_stopping(5.0):
-            pass
-        record(self.path, f"stop|{self.worker.id}")
-
-
 class KeepThenFail(runtime.Task):
     """Records its worker, keeps ``megabytes`` in the bootstrap's context, then raises."""
 
