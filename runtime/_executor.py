@@ -716,7 +716,7 @@ class Executor(cf.Executor):
             self._maybe_finish()
             # A caller reading the inbox in wait_ready()/result() re-checks what it waits for
             # (after _maybe_finish: shutdown()'s reader waits for the event it may set).
-            self._inbox._poke()
+            self._inbox.wake_reader()
 
     def _booted(self, worker: _Worker) -> None:
         """``worker`` is past its boot (ready, failed or gone). Called with the lock held."""
@@ -954,7 +954,7 @@ class Executor(cf.Executor):
             # shutdown() may be reading the inbox for the workers' last messages; when the
             # last worker left without one (abandoned by a boot timeout, from a hub timer),
             # nothing else would wake it to see the event.
-            self._inbox._poke()
+            self._inbox.wake_reader()
 
     # ------------------------------------------------------------------ Executor API
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:

@@ -355,6 +355,15 @@ class Inbox:
             self._poke()
 
     # ------------------------------------------------------------------ reading
+    def wake_reader(self) -> None:
+        """Wake the thread reading the inbox, if another one reads, to re-check what it waits for.
+
+        For state changes that arrive without a message (a hub timer gave up on a worker):
+        a reader waits in the inbox's epoll for messages only.
+        """
+        if self._state == _READING and self._holder != get_ident():
+            self._poke()
+
     def _poke(self) -> None:
         with contextlib.suppress(OSError):
             os.write(self._poke_w, b"\0")
