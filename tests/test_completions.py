@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import runtime
+import runtime._inbox
 from runtime import _wire
 from tests.helpers import tasks
 
@@ -70,8 +71,11 @@ def test_the_stdlib_ways_of_waiting_still_work(backend: str) -> None:
         assert future.exception(timeout=20) is None
 
 
-def test_a_caller_reads_its_own_completion() -> None:
+def test_a_caller_reads_its_own_completion(monkeypatch: pytest.MonkeyPatch) -> None:
     """Back-to-back calls wake no helper thread: the hub never reads them."""
+    # A reservation the caller does not take up within the grace period goes to the hub
+    # (by design); a loaded machine can deschedule the caller that long, so widen it here.
+    monkeypatch.setattr(runtime._inbox, "RESERVATION_GRACE", 5.0)
     with runtime.Executor(2, backend="thread") as ex:
         ex.wait_ready(20)
         if ex._inbox.timer_fd is None:
