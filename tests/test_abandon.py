@@ -133,3 +133,25 @@ def test_exit_status_helper_reads_sys_exit_on_312(monkeypatch):
     monkeypatch.setattr(backends, "_exit_request", [None])
     assert backends._exit_status() == 0
     assert runtime.Error  # the package stays importable with the guard registered
+
+
+@pytest.mark.skipif(not runtime.capabilities().subinterpreters, reason="no subinterpreters")
+def test_a_refused_interpreter_creation_is_tried_again(monkeypatch):
+    from runtime.backends import _interp
+
+    calls: list[int] = []
+    real = _interp._create
+
+    def flaky() -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("interpreter creation failed")
+        return real()
+
+    monkeypatch.setattr(_interp, "_create", flaky)
+    interp = _interp._create_retrying()
+    _interp._destroy(interp)  # 3.12 aborts at exit on an interpreter left behind
+    assert len(calls) == 2
+    monkeypatch.setattr(_interp, "_create", lambda: (_ for _ in ()).throw(RuntimeError("no")))
+    with pytest.raises(RuntimeError, match="no"):
+        _interp._create_retrying(attempts=2)

@@ -38,6 +38,24 @@ else:  # pragma: no cover - exercised by the 3.12 CI job
             return exc
 
 
+def _create_retrying(attempts: int = 3) -> Any:
+    """Create an interpreter, trying again after a moment if CPython refuses.
+
+    Seen once on 3.12.1 under load: ``RuntimeError: interpreter creation failed`` while
+    other workers' interpreters were being created and destroyed; the next try works.
+    """
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return _create()
+        except RuntimeError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def _destroy(interp: Any) -> None:
     try:
         _low.destroy(interp)
@@ -67,7 +85,7 @@ class InterpreterWorker(WorkerHandle):
         # Created on the worker's own thread so that N workers start in parallel.
         block_signals_in_this_thread()
         try:
-            self.interp = _create()
+            self.interp = _create_retrying()
         except BaseException as exc:
             self.exit_detail = f"could not create a subinterpreter: {exc}"
             self._close_worker_ends()
