@@ -600,18 +600,18 @@ class Pool:
         return info
 
     def _release_worker(self, slot: _Slot) -> None:
-        worker = slot.worker
+        self._let_go(slot.worker)
         slot.worker = None
         slot.recycling = False
-        if worker is not None:
-            self._by_worker.pop(worker.id, None)
-            worker.exit()
 
     def _release_standby(self, slot: _Slot) -> None:
-        worker = slot.standby
+        self._let_go(slot.standby)
         slot.standby = None
         slot.standby_ready = False
         slot.recycling = False
+
+    def _let_go(self, worker: WorkerHandle | None) -> None:
+        """Detach ``worker`` from its slot and ask it to finish (after what it runs)."""
         if worker is not None:
             self._by_worker.pop(worker.id, None)
             worker.exit()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 import warnings
 
 import pytest
@@ -29,6 +30,27 @@ def backend(request: pytest.FixtureRequest) -> str:
     return name
 
 
+@pytest.fixture
+def hang_gate(tmp_path, monkeypatch):
+    """A FIFO the ``tests.helpers.lifecycle.hang*`` bootstraps wait on (yields the test's fd).
+
+    Written at teardown, so every worker hung on it ends and none outlives the test.
+    """
+    from runtime.backends import abandoned_workers
+
+    path = tmp_path / "gate"
+    os.mkfifo(path)
+    holder = os.open(path, os.O_RDWR)  # a writer exists, so readers never block in open()
+    monkeypatch.setenv("RUNTIME_TEST_HANG_GATE", str(path))
+    yield holder
+    os.write(holder, b"x" * 256)
+    end = time.monotonic() + 20
+    while abandoned_workers() and time.monotonic() < end:
+        time.sleep(0.02)
+    os.close(holder)
+    assert not abandoned_workers()
+
+
 @pytest.fixture(params=["asyncio", "trio"])
 def anyio_backend(request: pytest.FixtureRequest) -> str:
     """The event loop of ``@pytest.mark.anyio`` tests: each runs on asyncio and on trio."""
@@ -43,7 +65,6 @@ def _no_leaked_workers():
     from runtime.backends import live_workers
 
     deadline = 10.0
-    import time
 
     end = time.monotonic() + deadline
     while live_workers() and time.monotonic() < end:

@@ -21,20 +21,6 @@ pytestmark = pytest.mark.timeout(120)
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-@pytest.fixture
-def hang_gate(tmp_path, monkeypatch):
-    path = tmp_path / "gate"
-    os.mkfifo(path)
-    holder = os.open(path, os.O_RDWR)
-    monkeypatch.setenv("RUNTIME_TEST_HANG_GATE", str(path))
-    yield holder
-    os.write(holder, b"x" * 64)
-    end = time.monotonic() + 20
-    while abandoned_workers() and time.monotonic() < end:
-        time.sleep(0.02)
-    os.close(holder)
-
-
 def test_abandoned_worker_is_silent_and_ends_by_itself(backend, hang_gate, caplog):
     events: list[object] = []
     closed = threading.Event()

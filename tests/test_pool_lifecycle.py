@@ -6,7 +6,6 @@ import itertools
 import logging
 import os
 import sys
-import time
 
 import pytest
 
@@ -14,34 +13,10 @@ import runtime
 from runtime.backends import abandoned_workers
 from runtime.cli import main as cli_main
 from tests.helpers import lifecycle, tasks
+from tests.helpers.ops import wait_for
 from tests.helpers.tasks import read_lines, wait_for_lines
 
 pytestmark = pytest.mark.timeout(120)
-
-
-@pytest.fixture
-def hang_gate(tmp_path, monkeypatch):
-    """A FIFO the ``lifecycle.hang*`` bootstraps wait on; opened at teardown so they end."""
-    path = tmp_path / "gate"
-    os.mkfifo(path)
-    holder = os.open(path, os.O_RDWR)  # a writer exists, so readers never block in open()
-    monkeypatch.setenv("RUNTIME_TEST_HANG_GATE", str(path))
-    yield path
-    os.write(holder, b"x" * 256)
-    end = time.monotonic() + 20
-    while abandoned_workers() and time.monotonic() < end:
-        time.sleep(0.02)
-    os.close(holder)
-    assert not abandoned_workers()
-
-
-def _wait(predicate, timeout: float = 30.0) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 # ---------------------------------------------------------------- boot timeout
@@ -83,9 +58,12 @@ def test_replacement_boot_timeout_is_retried_and_never_wedges(backend, hang_gate
     )
     pool.start()
     # The first run fails; its replacement hangs in its bootstrap: the pool still answers.
-    assert _wait(lambda: pool.statistics().booting == 1 and pool.statistics().restarts >= 1)
+    wait_for(
+        lambda: pool.statistics().booting == 1 and pool.statistics().restarts >= 1,
+        what="a replacement booting after a restart",
+    )
     pool.resize(2)
-    assert _wait(lambda: pool.statistics().target_workers == 2)
+    wait_for(lambda: pool.statistics().target_workers == 2, what="the resize")
     report = pool.run()
     # Per slot: failure 1 (the task), 2 and 3 (boot timeouts) exceed max_restarts=2.
     assert report.gave_up == 2
@@ -287,7 +265,7 @@ def test_running_task_is_recycled_on_a_standby_booted_first(backend, tmp_path, m
     )
     pool.start()
     try:
-        assert _wait(lambda: pool.statistics().recycled >= 2, 60)
+        wait_for(lambda: pool.statistics().recycled >= 2, 60, what="two recycles")
     finally:
         report = pool.stop(timeout=10)
     assert report.recycled >= 2

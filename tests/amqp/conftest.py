@@ -74,6 +74,14 @@ class Broker:
             ok = self.channel.queue_declare(queue, passive=True)
         return ok.method.message_count, ok.method.consumer_count
 
+    def consumers(self, queue: str) -> int:
+        """Consumers of ``queue``; 0 while it is not declared yet."""
+        try:
+            return self.count(queue)[1]
+        except Exception:  # not declared yet: the passive declare closed the channel
+            self.channel = self.connection.channel()
+            return 0
+
     def get_all(self, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
         out = []
         ch = self._ch()

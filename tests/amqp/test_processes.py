@@ -51,7 +51,7 @@ def test_scale_out_three_processes_one_sigkilled(
         for _ in range(3)
     ]
     try:
-        wait_for(lambda: _consumers(broker, queue) == 3, timeout=30, what="three consumers")
+        wait_for(lambda: broker.consumers(queue) == 3, timeout=30, what="three consumers")
         ids = [str(i) for i in range(3000)]
         publish(queue, ids, out=str(out), sleep=0.003)
         victim = procs[0]
@@ -84,14 +84,6 @@ def test_scale_out_three_processes_one_sigkilled(
     assert len(survivors) == 2
 
 
-def _consumers(broker: Broker, queue: str) -> int:
-    try:
-        return broker.count(queue)[1]
-    except Exception:  # not declared yet
-        broker.channel = broker.connection.channel()
-        return 0
-
-
 @pytest.mark.timeout(60)
 def test_sigterm_drains_in_flight_work_and_exits_zero(
     queue: str, out: Path, broker: Broker, publish: Callable[..., int]
@@ -109,7 +101,7 @@ def test_sigterm_drains_in_flight_work_and_exits_zero(
         "20",
     )
     try:
-        wait_for(lambda: _consumers(broker, queue) == 1, timeout=30, what="the consumer")
+        wait_for(lambda: broker.consumers(queue) == 1, timeout=30, what="the consumer")
         ids = [str(i) for i in range(12)]
         publish(queue, ids, out=str(out), sleep=0.4)
         wait_for(lambda: len(records(out)) >= 2, what="work under way")
@@ -141,7 +133,7 @@ def test_sigterm_requeues_handlers_past_the_deadline(
         "0.3",
     )
     try:
-        wait_for(lambda: _consumers(broker, queue) == 1, timeout=30, what="the consumer")
+        wait_for(lambda: broker.consumers(queue) == 1, timeout=30, what="the consumer")
         publish(queue, ["stuck"], out=str(out), gate=str(gate))
         wait_for(lambda: broker.count(queue)[0] == 0, what="delivery")
         proc.send_signal(signal.SIGTERM)

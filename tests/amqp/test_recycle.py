@@ -83,14 +83,6 @@ def test_consume_cli_reads_the_lifecycle_flags() -> None:
         parser.parse_args(["h:h", "--queue", "q", "--max-worker-memory", "lots"])
 
 
-def _consumers(broker: Broker, queue: str) -> int:
-    try:
-        return broker.count(queue)[1]
-    except Exception:  # not declared yet
-        broker.channel = broker.connection.channel()
-        return 0
-
-
 @pytest.mark.integration
 @pytest.mark.timeout(120)
 def test_consume_process_with_max_tasks_per_worker(
@@ -109,7 +101,7 @@ def test_consume_process_with_max_tasks_per_worker(
         "0",
     )
     try:
-        wait_for(lambda: _consumers(broker, queue) == 1, timeout=30, what="the consumer")
+        wait_for(lambda: broker.consumers(queue) == 1, timeout=30, what="the consumer")
         ids = [str(i) for i in range(100)]
         publish(queue, ids, out=str(out))
         wait_for(lambda: set(handled_counts(out)) == set(ids), timeout=60, what="all handled")

@@ -27,6 +27,7 @@ import pytest
 import runtime
 from tests.conftest import available_backends
 from tests.helpers import faults as helpers
+from tests.helpers.ops import wait_for
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -45,15 +46,8 @@ class Snapshot:
 def wait_until(
     condition: Any, timeout: float = 30.0, what: str = "condition", interval: float = 0.0005
 ) -> Any:
-    """Poll ``condition`` until it returns something true; fail the test after ``timeout``."""
-    end = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > end:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
+    """:func:`tests.helpers.ops.wait_for`, polling fast: the fault loops hand-shake per restart."""
+    return wait_for(condition, timeout, what, interval)
 
 
 def live_interpreters() -> int:

@@ -52,17 +52,21 @@ def value(samples: Scrape, name: str, **labels: str) -> float:
 
 
 def wait_for(
-    condition: Callable[[], object], timeout: float = 30.0, what: str = "condition"
+    condition: Callable[[], object],
+    timeout: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.02,
 ) -> Any:
-    """Poll ``condition`` until it returns something truthy (returned), or fail after ``timeout``."""
+    """Poll ``condition`` every ``interval`` seconds until it returns something truthy
+    (returned), or fail the test after ``timeout``."""
     end = time.monotonic() + timeout
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
 
 
 def wait_for_status(
