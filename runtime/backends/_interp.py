@@ -46,14 +46,12 @@ def _create_retrying(attempts: int = 3) -> Any:
     """
     import time
 
-    for attempt in range(attempts):
+    for attempt in range(1, attempts):
         try:
             return _create()
         except RuntimeError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.01 * (attempt + 1))
-    raise AssertionError("unreachable")
+            time.sleep(0.01 * attempt)
+    return _create()  # the last try: its error is the worker's
 
 
 def _destroy(interp: Any) -> None:
