@@ -128,7 +128,7 @@ def init_spec(
 def bootstrap_name(bootstrap: Any) -> str:
     """How errors name a bootstrap: its reference, or its qualified name."""
     if bootstrap is None:
-        return "no bootstrap (the worker's own start-up)"
+        return "(none: the worker's own start-up)"
     if isinstance(bootstrap, str):
         return bootstrap
     module = getattr(bootstrap, "__module__", None)

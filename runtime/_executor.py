@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 from ._capabilities import Capabilities, capabilities
 from ._channel import pickling_for_process
 from ._common import (
+    bootstrap_name,
     close_at_exit,
     guard_main_import,
     init_spec,
@@ -312,16 +313,6 @@ def _warn_recycling_leaks(backend: str) -> None:
     )
 
 
-def _bootstrap_name(bootstrap: Any) -> str:
-    if bootstrap is None:
-        return "no bootstrap: the worker's start-up"
-    if isinstance(bootstrap, str):
-        return f"bootstrap {bootstrap}"
-    module = getattr(bootstrap, "__module__", None)
-    name = getattr(bootstrap, "__qualname__", None) or repr(bootstrap)
-    return f"bootstrap {module}:{name}" if module else f"bootstrap {name}"
-
-
 def _describe(fn: Any) -> str:
     return getattr(fn, "__qualname__", None) or type(fn).__qualname__
 
@@ -390,7 +381,7 @@ class Executor(cf.Executor):
         # Channels in a call are pickled as duplicated fds for a child process.
         self._send_batch = self._send_to_process if self.backend == "process" else self._send
         self._bootstrap = pack_bootstrap(bootstrap, self.backend)
-        self._boot_name = _bootstrap_name(bootstrap)
+        self._boot_name = bootstrap_name(bootstrap)
         if self._limits.recycles and interpreters_leak(self.backend):
             _warn_recycling_leaks(self.backend)
         self._boot_seconds = _BOOT_GUESS.get(self.backend, 0.1)  # measured from now on
@@ -693,7 +684,7 @@ class Executor(cf.Executor):
             elapsed = time.monotonic() - worker.started
             error = BootstrapError(
                 f"{self.backend} worker {handle.id} did not finish its bootstrap "
-                f"({self._boot_name}) within boot_timeout={self._limits.boot_timeout}s "
+                f"{self._boot_name} within boot_timeout={self._limits.boot_timeout}s "
                 f"(elapsed {elapsed:.2f}s); "
                 + (
                     "it was killed"
