@@ -57,6 +57,7 @@ from ._hub import Hub
 from ._lifecycle import DEFAULT_BOOT_TIMEOUT, Limits
 from ._pickling import dumps, mode_for
 from ._policy import RestartPolicy, interpreters_leak, resolve_workers, split_by_weight
+from ._signals import SignalAwareEvent
 from ._task import TaskSpec
 from ._wire import decode_exception
 from .backends import WorkerHandle, create_worker, join_all
@@ -254,8 +255,9 @@ class Pool:
         self._stop_deadline: float | None = None
         self._hub: Hub | None = None
         self._thread: threading.Thread | None = None
-        self._started = threading.Event()
-        self._finished = threading.Event()
+        # The main thread waits on these in start()/run()/stop(): a SIGTERM taken by another thread still wakes it.
+        self._started = SignalAwareEvent()
+        self._finished = SignalAwareEvent()
         self._fatal: BaseException | None = None
         self._report: PoolReport | None = None
 
