@@ -84,7 +84,7 @@ from ._pickling import dumps as pickle_for
 from ._pickling import hint as pickling_hint
 from ._policy import interpreters_leak, resolve_workers
 from ._wire import DONE as _DONE
-from ._wire import calls_frame, decode_exception, dumps, encode_exception
+from ._wire import calls_frame, decode_exception, dumps, encode_exception, pack_calls
 from .backends import WorkerHandle, create_worker, join_all
 from .ops._executor_ops import ExecutorOps
 
@@ -902,7 +902,10 @@ class Executor(cf.Executor):
         calls = [(item.fn, item.args, item.kwargs) for item in batch]
         mode = self._pickling
         try:
-            blob = dumps(calls) if mode is None else pickle_for(calls, mode)
+            # Plain calls as marshal: a fresh worker answers them without importing pickle.
+            blob = pack_calls(calls)
+            if blob is None:
+                blob = dumps(calls) if mode is None else pickle_for(calls, mode)
         except Exception:
             good: list[_Item] = []
             for item in batch:

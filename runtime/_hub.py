@@ -31,13 +31,14 @@ import functools
 import heapq
 import itertools
 import logging
+import marshal
 import os
 import select
 import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._wire import HEADER, RESULTS, RESULTS_HEAD, loads
+from ._wire import HEADER, MARSHAL, RESULTS, RESULTS_HEAD, loads, unpack
 from .ops._heartbeat import Heartbeat
 
 if TYPE_CHECKING:
@@ -249,12 +250,16 @@ def _decode(view: bytes | memoryview, start: int, end: int) -> tuple[Any, ...]:
     """One message from a worker (see ``runtime._wire``); results are rebuilt here."""
     if view[start] == RESULTS:
         _, batch_id = RESULTS_HEAD.unpack_from(view, start)
+        start += RESULTS_HEAD.size
         try:
-            results = loads(view[start + RESULTS_HEAD.size : end])
+            if view[start] == MARSHAL:  # plain values (runtime._wire.pack)
+                results = marshal.loads(view[start + 1 : end])
+            else:
+                results = loads(view[start:end])
         except Exception as exc:
             return ("results_failed", batch_id, f"{type(exc).__name__}: {exc}")
         return ("results", batch_id, results)
-    message: tuple[Any, ...] = loads(view[start:end])
+    message: tuple[Any, ...] = unpack(view[start:end])
     return message
 
 

@@ -2,13 +2,14 @@
 
 The same loop runs in every backend: in a subinterpreter (started by ``run_string``
 in a thread of the main interpreter), in a plain thread, and in a child process.
-It talks to the main side over two pipes (framed pickles, see ``_wire``) and
+It talks to the main side over two pipes (framed marshal or pickles, see ``_wire``) and
 watches a third pipe that becomes readable when the pool asks tasks to stop.
 Nothing here polls: every wait is a blocking read or ``select`` on an fd.
 
 A fresh worker imports this module before anything else, so its imports are kept to
 C modules and ``runtime._wire``: every Python module loaded at boot costs each worker
-start-up time and memory. What only some workers need (bootstrap, main fix-up,
+start-up time and memory. Not even pickle: plain messages and calls come as marshal, and
+the first payload that needs pickle imports it (``runtime._wire``). What only some workers need (bootstrap, main fix-up,
 tracebacks) is imported where it is used.
 """
 
@@ -24,11 +25,12 @@ from ._wire import (
     ExcPayload,
     FrameReader,
     decode,
-    dumps,
     encode_exception,
-    loads,
+    pack,
     results_frame,
     send_message,
+    unpack,
+    unpack_calls,
     write_all,
 )
 
@@ -197,6 +199,8 @@ def _run_bootstrap(bootstrap: Any, info: dict[str, Any]) -> tuple[Any, Callable[
 
         fn = resolve_reference(bootstrap)
     else:
+        from ._wire import loads
+
         fn = loads(bootstrap)
     if not callable(fn):
         raise TypeError(f"the bootstrap {fn!r} is not callable")
@@ -240,6 +244,7 @@ def _gil_report(before: set[str]) -> dict[str, Any]:
 
 def _run_task(state: _WorkerState, blob: bytes, info: dict[str, Any]) -> tuple[Any, ...]:
     from ._task import WorkerInfo
+    from ._wire import loads
 
     try:
         spec = loads(blob)
@@ -255,12 +260,17 @@ def _run_task(state: _WorkerState, blob: bytes, info: dict[str, Any]) -> tuple[A
 
 
 def _run_calls(
-    batch_id: int, count: int, blob: Any, backend: str, results_dumps: Callable[[Any], bytes]
+    batch_id: int,
+    count: int,
+    blob: Any,
+    backend: str,
+    results_dumps: Callable[[Any], bytes] | None,
 ) -> bytes:
-    """Run one batch; returns the framed results message."""
+    """Run one batch; returns the framed results message (``results_dumps``: the pickler for
+    results that are not plain, None for plain pickle)."""
     results: list[tuple[bool, Any]] = []
     try:
-        calls = loads(blob)
+        calls = unpack_calls(blob)
     except Exception as exc:
         _annotate(exc, backend)
         failure = encode_exception(_not_loadable(exc, backend))
@@ -273,9 +283,12 @@ def _run_calls(
                 _annotate(exc, backend)
                 results.append((False, encode_exception(exc)))
     try:
-        data = results_dumps(results)
+        data = pack(results, results_dumps)
     except Exception:
-        data = results_dumps([_transferable(ok, value, results_dumps) for ok, value in results])
+        from ._wire import dumps as pickle_dumps
+
+        pickler = results_dumps or pickle_dumps
+        data = pickler([_transferable(ok, value, pickler) for ok, value in results])
     return results_frame(batch_id, data)
 
 
@@ -319,13 +332,13 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
     payload = reader.next_payload()
     if payload is None:
         return
-    _, spec = loads(payload)
+    _, spec = unpack(payload)
     info: dict[str, Any] = spec["info"]
     os.set_blocking(stop_fd, False)
     # Results travel back as the caller's jobs came (runtime._pickling); the plain pickle of
     # a script's or module's __main__ needs no pickling module loaded in this worker.
     mode = spec.get("pickling")
-    results_dumps = dumps
+    results_dumps: Callable[[Any], bytes] | None = None
     if mode is not None:
         from ._pickling import set_worker_mode, worker_dumps
 
@@ -365,7 +378,7 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
                 if meter is not None:
                     _check_memory(meter, state, outbox)
                 continue
-            msg = loads(payload)
+            msg = unpack(payload)
             kind = msg[0]
             if kind == "task":
                 outcome = _run_task(state, msg[1], msg[2])

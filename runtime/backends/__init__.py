@@ -35,7 +35,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from .._hub import Connection, Hub
-from .._wire import PIPE_SIZE, dumps, frame, make_pipe
+from .._wire import PIPE_SIZE, frame, make_pipe, pack
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -162,7 +162,7 @@ class WorkerHandle:
 
     # -- talking to it ---------------------------------------------------------------
     def send(self, msg: Any) -> None:
-        self.conn.send_bytes(frame(dumps(msg)))
+        self.conn.send_bytes(frame(pack(msg)))
 
     def send_frame(self, data: bytes) -> None:
         self.conn.send_bytes(data)
