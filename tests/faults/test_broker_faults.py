@@ -156,8 +156,10 @@ def test_connections_closed_by_the_broker_mid_stream_lose_nothing(
         wait_until(lambda: len(broker.our_connections(queue)) == 2, 30, "two connections", 0.1)
         for r in range(rounds):
             before = sum(handled(out).values())
-            # 2 ms a message: the round lasts about a second, the closes land inside it.
-            _publish(queue, ids[r * per_round : (r + 1) * per_round], out, sleep=0.003)
+            # 8 ms a message on 4 handlers: the round lasts about 4 s, the closes land inside it
+            # even when a loaded machine keeps this test from looking for a second or two (at 3 ms
+            # a message, CI once found the whole round handled before the check).
+            _publish(queue, ids[r * per_round : (r + 1) * per_round], out, sleep=0.008)
             published += per_round
             wait_until(
                 lambda before=before: sum(handled(out).values()) > before + 100,
@@ -207,8 +209,9 @@ def test_broker_application_stopped_and_started_mid_stream(
     published: list[str] = []
     try:
         wait_until(lambda: (queue_info(queue) or (0, 0, 0))[2] == 2, 30, "two consumers", 0.1)
-        # 2 ms a message over four workers: a few seconds of stream, the stop lands inside it.
-        _publish(queue, first, out, sleep=0.002)
+        # 4 ms a message over four workers: about 6 s of stream, and the stop lands inside it
+        # (rabbitmqctl itself takes a second or two to start and act).
+        _publish(queue, first, out, sleep=0.004)
         published = first
         wait_until(lambda: sum(handled(out).values()) > 200, 30, "handling under way", 0.01)
         try:
