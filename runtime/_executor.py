@@ -84,7 +84,14 @@ from ._pickling import dumps as pickle_for
 from ._pickling import hint as pickling_hint
 from ._policy import interpreters_leak, resolve_workers
 from ._wire import DONE as _DONE
-from ._wire import calls_frame, decode_exception, dumps, encode_exception, pack_calls
+from ._wire import (
+    MARSHAL_TAG,
+    calls_frame,
+    decode_exception,
+    dumps,
+    encode_exception,
+    pack_calls,
+)
 from .backends import WorkerHandle, create_worker, join_all
 from .ops._executor_ops import ExecutorOps
 
@@ -901,10 +908,12 @@ class Executor(cf.Executor):
     def _send(self, worker: _Worker, batch: list[_Item]) -> None:
         calls = [(item.fn, item.args, item.kwargs) for item in batch]
         mode = self._pickling
+        tag = MARSHAL_TAG
         try:
             # Plain calls as marshal: a fresh worker answers them without importing pickle.
             blob = pack_calls(calls)
             if blob is None:
+                tag = b""
                 blob = dumps(calls) if mode is None else pickle_for(calls, mode)
         except Exception:
             good: list[_Item] = []
@@ -925,12 +934,13 @@ class Executor(cf.Executor):
             if not good:
                 return
             batch = good
+            tag = b""
             blob = pickle_for([(i.fn, i.args, i.kwargs) for i in batch], mode)
         batch_id = next(self._batch_ids)
         worker.inflight[batch_id] = batch
         self._ops.batch_sent(batch_id)
         try:  # noqa: SIM105 - on every call's path; try is cheaper than suppress()
-            worker.handle.conn.send_bytes(calls_frame(batch_id, len(batch), blob))
+            worker.handle.conn.send_bytes(calls_frame(batch_id, len(batch), blob, tag))
         except BrokenPipeError:
             pass  # the worker is gone: _on_closed fails this batch and replaces the worker
         if worker.budget is not None:  # the only per-batch cost of recycling

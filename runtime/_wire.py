@@ -44,12 +44,15 @@ if TYPE_CHECKING:
 __all__ = [
     "CALLS",
     "HEADER",
+    "MARSHAL",
+    "MARSHAL_TAG",
     "RESULTS",
     "RESULTS_HEAD",
     "ExcPayload",
     "calls_frame",
     "decode",
     "decode_exception",
+    "encode",
     "encode_exception",
     "frame",
     "is_plain",
@@ -93,7 +96,7 @@ def _pickle() -> list[Callable[[Any], Any]]:
 
 # ---------------------------------------------------------------------- plain payloads
 MARSHAL = ord("M")
-_MARSHAL_TAG = b"M"
+MARSHAL_TAG = b"M"
 _SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None)))
 PLAIN_LIMIT = 64  # objects looked at before a payload is called not plain (pickle is then cheaper)
 
@@ -128,11 +131,19 @@ def is_plain(obj: Any, limit: int = PLAIN_LIMIT) -> bool:
     return True
 
 
-def pack(obj: Any, pickler: Callable[[Any], bytes] | None = None) -> bytes:
-    """A message payload: marshal for plain values, else ``pickler`` (pickle by default)."""
+def encode(obj: Any, pickler: Callable[[Any], bytes] | None = None) -> tuple[bytes, bytes]:
+    """``(tag, data)``: ``(b"M", marshal)`` for plain values, else ``(b"", pickler(obj))``
+    (pickle by default; a pickle starts with its own PROTO opcode, never ``M``). Frames join
+    the two pieces with their header in one copy."""
     if is_plain(obj):
-        return _MARSHAL_TAG + marshal.dumps(obj)
-    return (pickler or _pickle()[0])(obj)  # type: ignore[no-any-return]
+        return MARSHAL_TAG, marshal.dumps(obj)
+    return b"", (pickler or _pickle()[0])(obj)
+
+
+def pack(obj: Any) -> bytes:
+    """A (small) message payload: marshal for plain values, else a pickle."""
+    tag, data = encode(obj)
+    return tag + data if tag else data
 
 
 def unpack(payload: Any) -> Any:
@@ -166,7 +177,8 @@ _BUILTIN = type(len)
 
 
 def pack_calls(calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> bytes | None:
-    """The calls of a batch as marshal (functions by name), or None when pickle must carry them."""
+    """The calls of a batch as marshal (functions by name; frame it with ``tag=MARSHAL_TAG``),
+    or None when pickle must carry them."""
     named = []
     for fn, args, kwargs in calls:
         ref = _reference(fn)
@@ -175,7 +187,7 @@ def pack_calls(calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> byte
         named.append((ref[0], ref[1], args, kwargs))
     if not is_plain(named, PLAIN_LIMIT * 2):
         return None
-    return _MARSHAL_TAG + marshal.dumps(named)
+    return marshal.dumps(named)
 
 
 def unpack_calls(blob: Any) -> list[tuple[Any, tuple[Any, ...], dict[str, Any]]]:
@@ -194,17 +206,27 @@ def unpack_calls(blob: Any) -> list[tuple[Any, tuple[Any, ...], dict[str, Any]]]
     return calls
 
 
-def calls_frame(batch_id: int, count: int, blob: bytes) -> bytes:
-    """One framed calls message around ``blob`` (the pickled list of calls)."""
+def calls_frame(batch_id: int, count: int, blob: bytes, tag: bytes = b"") -> bytes:
+    """One framed calls message around ``tag`` + ``blob`` (the encoded list of calls)."""
     return b"".join(
-        (HEADER.pack(_CALLS_HEAD.size + len(blob)), _CALLS_HEAD.pack(b"C", batch_id, count), blob)
+        (
+            HEADER.pack(_CALLS_HEAD.size + len(tag) + len(blob)),
+            _CALLS_HEAD.pack(b"C", batch_id, count),
+            tag,
+            blob,
+        )
     )
 
 
-def results_frame(batch_id: int, blob: bytes) -> bytes:
-    """One framed results message around ``blob`` (the pickled list of ``(ok, value)``)."""
+def results_frame(batch_id: int, blob: bytes, tag: bytes = b"") -> bytes:
+    """One framed results message around ``tag`` + ``blob`` (the encoded list of ``(ok, value)``)."""
     return b"".join(
-        (HEADER.pack(RESULTS_HEAD.size + len(blob)), RESULTS_HEAD.pack(b"R", batch_id), blob)
+        (
+            HEADER.pack(RESULTS_HEAD.size + len(tag) + len(blob)),
+            RESULTS_HEAD.pack(b"R", batch_id),
+            tag,
+            blob,
+        )
     )
 
 

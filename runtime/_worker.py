@@ -25,8 +25,8 @@ from ._wire import (
     ExcPayload,
     FrameReader,
     decode,
+    encode,
     encode_exception,
-    pack,
     results_frame,
     send_message,
     unpack,
@@ -283,13 +283,13 @@ def _run_calls(
                 _annotate(exc, backend)
                 results.append((False, encode_exception(exc)))
     try:
-        data = pack(results, results_dumps)
+        tag, data = encode(results, results_dumps)
     except Exception:
         from ._wire import dumps as pickle_dumps
 
         pickler = results_dumps or pickle_dumps
-        data = pickler([_transferable(ok, value, pickler) for ok, value in results])
-    return results_frame(batch_id, data)
+        tag, data = b"", pickler([_transferable(ok, value, pickler) for ok, value in results])
+    return results_frame(batch_id, data, tag)
 
 
 def _check_memory(meter: Any, state: _WorkerState, outbox: int) -> None:
