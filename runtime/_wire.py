@@ -182,11 +182,9 @@ def pack_calls(calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> byte
     named = []
     for fn, args, kwargs in calls:
         ref = _reference(fn)
-        if ref is None:
+        if ref is None or not is_plain(args) or (kwargs and not is_plain(kwargs)):
             return None
         named.append((ref[0], ref[1], args, kwargs))
-    if not is_plain(named, PLAIN_LIMIT * 2):
-        return None
     return marshal.dumps(named)
 
 
