@@ -8,9 +8,9 @@ Nothing here polls: every wait is a blocking read or ``select`` on an fd.
 
 A fresh worker imports this module before anything else, so its imports are kept to
 C modules and ``runtime._wire``: every Python module loaded at boot costs each worker
-start-up time and memory. Not even pickle: plain messages and calls come as marshal, and
-the first payload that needs pickle imports it (``runtime._wire``). What only some workers need (bootstrap, main fix-up,
-tracebacks) is imported where it is used.
+start-up time and memory. Not even pickle: plain messages and calls come as marshal,
+and the first payload that needs pickle imports it (``runtime._wire``). What only some
+workers need (bootstrap, main fix-up, tracebacks) is imported where it is used.
 """
 
 from __future__ import annotations
