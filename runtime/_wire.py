@@ -22,6 +22,8 @@ arguments (the function named by module and qualified name, as pickle would name
 copyreg, functools, collections and more, about 6 ms in a fresh 3.14 subinterpreter, more
 than a third of the interpreter's own creation. A worker whose first jobs are plain thus
 answers them without ever importing pickle; it does so the first time a payload needs it.
+From Python 3.13 on (``MARSHAL_OK``): on 3.12 marshal's interned strings are not safe
+across own-GIL subinterpreters, so everything is pickled there.
 
 This module is imported by every fresh worker before anything else, so it imports
 only C modules (``_struct``, ``_functools``; ``_pickle`` on first use): each Python
@@ -45,6 +47,7 @@ __all__ = [
     "CALLS",
     "HEADER",
     "MARSHAL",
+    "MARSHAL_OK",
     "MARSHAL_TAG",
     "RESULTS",
     "RESULTS_HEAD",
@@ -99,6 +102,11 @@ MARSHAL = ord("M")
 MARSHAL_TAG = b"M"
 _SCALARS = frozenset((int, float, complex, str, bytes, bool, type(None)))
 PLAIN_LIMIT = 64  # objects looked at before a payload is called not plain (pickle is then cheaper)
+# marshal.loads interns the strings that were interned where they were dumped. On 3.12 the
+# interned strings of every interpreter share one dict, and a string interned there by an
+# own-GIL subinterpreter (its own allocator) is freed twice at exit: "free(): invalid
+# pointer" (seen on 3.12.1). From 3.13 each interpreter interns into its own dict.
+MARSHAL_OK = sys.version_info >= (3, 13)
 
 
 def is_plain(obj: Any, limit: int = PLAIN_LIMIT) -> bool:
@@ -135,7 +143,7 @@ def encode(obj: Any, pickler: Callable[[Any], bytes] | None = None) -> tuple[byt
     """``(tag, data)``: ``(b"M", marshal)`` for plain values, else ``(b"", pickler(obj))``
     (pickle by default; a pickle starts with its own PROTO opcode, never ``M``). Frames join
     the two pieces with their header in one copy."""
-    if is_plain(obj):
+    if MARSHAL_OK and is_plain(obj):
         return MARSHAL_TAG, marshal.dumps(obj)
     return b"", (pickler or _pickle()[0])(obj)
 
@@ -179,6 +187,8 @@ _BUILTIN = type(len)
 def pack_calls(calls: list[tuple[Any, tuple[Any, ...], dict[str, Any]]]) -> bytes | None:
     """The calls of a batch as marshal (functions by name; frame it with ``tag=MARSHAL_TAG``),
     or None when pickle must carry them."""
+    if not MARSHAL_OK:
+        return None
     named = []
     for fn, args, kwargs in calls:
         ref = _reference(fn)
