@@ -38,6 +38,8 @@ import threading
 import types
 from typing import Any
 
+from ._wire import named_in
+
 __all__ = ["LOCAL", "PROTOCOL", "VALUE", "dumps", "interactive_main", "mode_for", "worker_dumps"]
 
 PROTOCOL = pickle.HIGHEST_PROTOCOL
@@ -62,12 +64,7 @@ def mode_for(backend: str) -> str | None:
 
 
 def _found_in_main(obj: Any) -> bool:
-    target: Any = sys.modules.get("__main__")
-    for part in str(getattr(obj, "__qualname__", "")).split("."):
-        target = getattr(target, part, None)
-        if target is None:
-            return False
-    return target is obj
+    return named_in(sys.modules.get("__main__"), str(getattr(obj, "__qualname__", "")), obj)
 
 
 def by_value(obj: Any, mode: str | None) -> bool:

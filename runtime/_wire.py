@@ -59,6 +59,7 @@ __all__ = [
     "encode_exception",
     "frame",
     "is_plain",
+    "named_in",
     "pack",
     "pack_calls",
     "results_frame",
@@ -174,10 +175,18 @@ def _reference(fn: Any) -> tuple[str, str] | None:
     qualname = getattr(fn, "__qualname__", None)
     if not module or not qualname or module == "__main__" or "<" in qualname:
         return None
-    target: Any = sys.modules.get(module)
+    return (module, qualname) if named_in(sys.modules.get(module), qualname, fn) else None
+
+
+def named_in(module: Any, qualname: str, obj: Any) -> bool:
+    """Whether ``qualname`` looked up from ``module`` is ``obj`` itself (pickle's check
+    that a reference names the object it is sent for)."""
+    target = module
     for part in qualname.split("."):
         target = getattr(target, part, None)
-    return (module, qualname) if target is fn else None
+        if target is None:
+            return False
+    return target is obj
 
 
 _FUNCTION = type(_reference)
