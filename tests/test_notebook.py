@@ -22,16 +22,21 @@ HERE = Path(__file__).parent / "notebooks"
 
 
 def _outputs(cell: dict) -> tuple[list[str], list[str]]:
-    lines: list[str] = []
+    """The cell's stdout lines and its errors.
+
+    The kernel may flush one printed line as two stream outputs (seen on 3.13.18:
+    "executor-function" and " 101"), so the stream text is joined before it is split into lines.
+    """
+    stdout: list[str] = []
     errors: list[str] = []
     for output in cell["outputs"]:
         if output["output_type"] == "stream" and output["name"] == "stdout":
-            lines.extend(output["text"].splitlines())
+            stdout.append(output["text"])
         elif output["output_type"] == "error":
             errors.append(
                 f"{output['ename']}: {output['evalue']}\n" + "\n".join(output["traceback"])
             )
-    return lines, errors
+    return "".join(stdout).splitlines(), errors
 
 
 def test_notebook_runs_its_functions_on_workers(backend, tmp_path):
