@@ -10,10 +10,11 @@ import dataclasses
 import functools
 import importlib.util
 import logging
-import os
 import sys
 import sysconfig
 from typing import Literal
+
+from ._early import usable_cpu_count
 
 __all__ = ["Backend", "Capabilities", "capabilities", "choose_backend", "usable_cpu_count"]
 
@@ -40,36 +41,6 @@ class Capabilities:
     def subinterpreters_safe_by_default(self) -> bool:
         """Own-GIL interpreters on 3.12 crash on ssl/hashlib/asyncio imports: never chosen by auto."""
         return self.subinterpreters and self.python_version >= (3, 13)
-
-
-def _cgroup_cpu_limit() -> int | None:
-    try:
-        with open("/sys/fs/cgroup/cpu.max") as f:
-            quota, period = f.read().split()[:2]
-    except (OSError, ValueError):
-        return None
-    if quota == "max":
-        return None
-    try:
-        return max(1, int(int(quota) // int(period)))
-    except (ValueError, ZeroDivisionError):
-        return None
-
-
-def usable_cpu_count() -> int:
-    """CPUs this process may run on: affinity mask, then cgroup quota, at least 1."""
-    count: int | None = None
-    process_cpu_count = getattr(os, "process_cpu_count", None)
-    if process_cpu_count is not None:
-        count = process_cpu_count()
-    elif hasattr(os, "sched_getaffinity"):
-        count = len(os.sched_getaffinity(0))
-    if not count:
-        count = os.cpu_count() or 1
-    limit = _cgroup_cpu_limit()
-    if limit is not None:
-        count = min(count, limit)
-    return max(1, count)
 
 
 def _interpreters_api(version: tuple[int, int]) -> InterpretersApi | None:

@@ -43,16 +43,6 @@ def next_worker_id() -> int:
     return next(_ids)
 
 
-def guard_main_import(what: str) -> None:
-    from ._worker import importing_main
-
-    if importing_main():
-        raise ConfigurationError(
-            f"a {what} was created while a worker re-imported the main script; put the code that "
-            "creates it under `if __name__ == '__main__':`"
-        )
-
-
 def resolve_backend(backend: str, caps: Capabilities | None = None) -> str:
     caps = caps or capabilities()
     chosen, why = choose_backend(backend, caps)

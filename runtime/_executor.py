@@ -48,24 +48,17 @@ import functools
 import itertools
 import logging
 import sys
-import sysconfig
 import threading
 import time
 from _thread import RLock as _RLock
 from threading import get_ident
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ._capabilities import Capabilities, capabilities
-from ._channel import pickling_for_process
-from ._common import (
-    bootstrap_name,
-    close_at_exit,
+from ._early import (
+    DEFAULT_BOOT_TIMEOUT,
     guard_main_import,
-    init_spec,
-    next_worker_id,
-    pack_bootstrap,
-    resolve_backend,
-    warn_if_gil_returned,
+    resolve_workers,
+    start_interpreters,
+    usable_cpu_count,
 )
 from ._errors import (
     BackendUnavailable,
@@ -75,14 +68,6 @@ from ._errors import (
     NotTransferable,
     WorkerCrashed,
 )
-from ._hub import Hub
-from ._inbox import Inbox
-from ._lifecycle import DEFAULT_BOOT_TIMEOUT, Limits
-from ._mapping import map_results
-from ._pickling import culprit, mode_for
-from ._pickling import dumps as pickle_for
-from ._pickling import hint as pickling_hint
-from ._policy import interpreters_leak, resolve_workers
 from ._wire import DONE as _DONE
 from ._wire import (
     MARSHAL_TAG,
@@ -92,16 +77,101 @@ from ._wire import (
     encode_exception,
     pack_calls,
 )
-from .backends import WorkerHandle, create_worker, join_all
-from .ops._executor_ops import ExecutorOps
 
+# Not typing.TYPE_CHECKING: see _load() for why this module keeps its imports few.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
+    from typing import Any, Protocol, TypeVar
+
+    from ._capabilities import Capabilities, capabilities
+    from ._channel import pickling_for_process
+    from ._common import (
+        bootstrap_name,
+        close_at_exit,
+        init_spec,
+        next_worker_id,
+        pack_bootstrap,
+        resolve_backend,
+        warn_if_gil_returned,
+    )
+    from ._early import EarlyInterpreter
+    from ._hub import Hub
+    from ._inbox import Inbox
+    from ._lifecycle import Limits
+    from ._mapping import map_results
+    from ._pickling import culprit, mode_for
+    from ._pickling import dumps as pickle_for
+    from ._pickling import hint as pickling_hint
+    from ._policy import interpreters_leak
+    from .backends import WorkerHandle, create_worker, join_all
+    from .ops._executor_ops import ExecutorOps
+
+    T = TypeVar("T")
+
+    class Completion(Protocol):
+        """What the executor needs of a job's future: ``concurrent.futures.Future``'s protocol.
+
+        ``submit`` returns a real Future; the async front awaits single jobs through a leaner
+        ``runtime._loop_reader.Call``.
+        """
+
+        _state: str
+
+        def set_running_or_notify_cancel(self) -> bool: ...
+
+        def set_result(self, result: Any) -> None: ...
+
+        def set_exception(self, exception: BaseException | None) -> None: ...
+
+        def cancel(self) -> bool: ...
+
+        def done(self) -> bool: ...
+
+
+_loaded = False
+
+
+def _load() -> None:
+    """Import the executor's machinery (at the first construction, once).
+
+    Deferred from the module's import so that a new executor starts creating its
+    interpreters first (``runtime._early``): in a fresh process this import costs more
+    than creating the interpreters, and the two now overlap. The names are bound as
+    this module's globals, exactly as top-level imports would bind them.
+    """
+    global Capabilities, capabilities, pickling_for_process, bootstrap_name, close_at_exit
+    global init_spec, next_worker_id, pack_bootstrap, resolve_backend, warn_if_gil_returned
+    global Hub, Inbox, Limits, map_results, culprit, mode_for, pickle_for, pickling_hint
+    global interpreters_leak, WorkerHandle, create_worker, join_all, ExecutorOps, _loaded
+    from ._capabilities import Capabilities, capabilities
+    from ._channel import pickling_for_process
+    from ._common import (
+        bootstrap_name,
+        close_at_exit,
+        init_spec,
+        next_worker_id,
+        pack_bootstrap,
+        resolve_backend,
+        warn_if_gil_returned,
+    )
+    from ._hub import Hub
+    from ._inbox import Inbox
+    from ._lifecycle import Limits
+    from ._mapping import map_results
+    from ._pickling import culprit, mode_for
+    from ._pickling import dumps as pickle_for
+    from ._pickling import hint as pickling_hint
+    from ._policy import interpreters_leak
+    from .backends import WorkerHandle, create_worker, join_all
+    from .ops._executor_ops import ExecutorOps
+
+    _loaded = True
+
 
 __all__ = ["Executor"]
 
 log = logging.getLogger("runtime")
-T = TypeVar("T")
 
 _MAX_INFLIGHT = 2  # batches queued per worker: one running, one ready to go
 #: Back-off before respawning a worker whose boot failed or timed out (doubles up to the cap).
@@ -111,28 +181,9 @@ _RETRY_CAP = 30.0
 _BOOT_GUESS = {"process": 0.25, "subinterpreter": 0.05, "thread": 0.01}
 #: Reading a finished future's fields without its lock is safe under the GIL; a
 #: free-threaded build takes the stdlib's locked path.
-_PLAIN_READS = not sysconfig.get_config_var("Py_GIL_DISABLED")
+#: (The GIL, once disabled at start-up, may come back; it never goes away again.)
+_PLAIN_READS = getattr(sys, "_is_gil_enabled", lambda: True)()
 _CONDITION_BUILT = threading.Lock()
-
-
-class Completion(Protocol):
-    """What the executor needs of a job's future: ``concurrent.futures.Future``'s protocol.
-
-    ``submit`` returns a real Future; the async front awaits single jobs through a leaner
-    ``runtime._loop_reader.Call``.
-    """
-
-    _state: str
-
-    def set_running_or_notify_cancel(self) -> bool: ...
-
-    def set_result(self, result: Any) -> None: ...
-
-    def set_exception(self, exception: BaseException | None) -> None: ...
-
-    def cancel(self) -> bool: ...
-
-    def done(self) -> bool: ...
 
 
 class _Item:
@@ -193,7 +244,7 @@ class _Worker:
         self.timer: Any = None  # its pending hub timer (boot deadline, then age)
 
 
-class _Future(cf.Future[T]):
+class _Future[T](cf.Future[T]):
     """A future whose ``result()`` reads the executor's completions itself when it can.
 
     A caller blocked here holds the inbox's reader role if it is free, so the worker's
@@ -214,7 +265,7 @@ class _Future(cf.Future[T]):
         self._state = "PENDING"
         self._result = None
         self._exception = None
-        self._waiters = _Waiters(inbox)
+        self._waiters = _Waiters(inbox)  # type: ignore[assignment]  # a list of waiters
         self._done_callbacks: list[Callable[[cf.Future[T]], object]] = []
         self._inbox = inbox
 
@@ -283,7 +334,7 @@ class _Future(cf.Future[T]):
         super().add_done_callback(fn)
 
 
-class _Waiters(list[Any]):
+class _Waiters(list[object]):
     """``Future._waiters``: ``concurrent.futures.wait``/``as_completed`` append theirs here.
 
     Such a caller waits on an event, not by reading, so its reservation (taken by
@@ -368,20 +419,40 @@ class Executor(cf.Executor):
         _capabilities: Capabilities | None = None,
     ) -> None:
         guard_main_import("Executor")
-        self._limits = Limits.from_kwargs(
-            max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout
-        )
         if max_workers is not None:  # the concurrent.futures spelling
             if workers is not None:
                 raise ConfigurationError("pass workers or max_workers, not both")
             workers = max_workers
-        caps = _capabilities or capabilities()
         if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
             raise ConfigurationError(f"max_batch must be an int >= 1, got {max_batch!r}")
+        cpus = usable_cpu_count() if _capabilities is None else _capabilities.cpu_count
+        self._count = resolve_workers(cpus if workers is None else workers, cpus)
+        # Interpreters take longer to create than the rest of the package takes to load
+        # (see runtime._early): start creating them first.
+        early = start_interpreters(self._count, backend, injected=_capabilities is not None)
+        try:
+            if not _loaded:
+                _load()
+            self._limits = Limits.from_kwargs(
+                max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout
+            )
+            self._setup(backend, bootstrap, max_batch, on_failure, metrics, early, _capabilities)
+        finally:
+            for interp in early:  # not handed to a worker: the constructor failed
+                interp.discard()
+
+    def _setup(
+        self,
+        backend: str,
+        bootstrap: Any,
+        max_batch: int,
+        on_failure: Any,
+        metrics: bool,
+        early: list[EarlyInterpreter],
+        injected: Capabilities | None,
+    ) -> None:
+        caps = injected or capabilities()
         self._caps = caps
-        self._count = resolve_workers(
-            caps.cpu_count if workers is None else workers, caps.cpu_count
-        )
         self.backend = resolve_backend(backend, caps)
         # Callables from an interactive __main__ (REPL, notebook) travel by value.
         self._pickling = mode_for(self.backend)
@@ -409,10 +480,14 @@ class Executor(cf.Executor):
         self._all_exited = threading.Event()
         self._hub = Hub(name="runtime-executor-hub")
         self._inbox = Inbox(self._hub)
+        if self.backend != "subinterpreter":
+            for interp in early:
+                interp.discard()
+            early.clear()
         try:
             with self._lock:
                 for _ in range(self._count):
-                    self._spawn(initial=True)
+                    self._spawn(initial=True, early=early.pop() if early else None)
         except BaseException:
             self._teardown_now()
             raise
@@ -420,8 +495,17 @@ class Executor(cf.Executor):
         close_at_exit(self)
 
     # ------------------------------------------------------------------ start-up
-    def _spawn(self, *, initial: bool = False, predecessor: _Worker | None = None) -> _Worker:
-        """Start a worker (lock held). With ``predecessor``: as its standby successor."""
+    def _spawn(
+        self,
+        *,
+        initial: bool = False,
+        predecessor: _Worker | None = None,
+        early: EarlyInterpreter | None = None,
+    ) -> _Worker:
+        """Start a worker (lock held). With ``predecessor``: as its standby successor.
+
+        ``early``: an interpreter the constructor started creating for it.
+        """
         handle = create_worker(
             self.backend,
             next_worker_id(),
@@ -430,6 +514,7 @@ class Executor(cf.Executor):
             self._on_closed,
             reader=self._inbox,
         )
+        handle.early = early
         limits = self._limits
         worker = _Worker(handle, initial, limits.max_tasks_per_worker)
         self._workers[handle.id] = worker
@@ -446,6 +531,9 @@ class Executor(cf.Executor):
         try:
             handle.start(spec)
         except Exception as exc:
+            if handle.early is not None:  # never launched: nobody else ends its thread
+                handle.early.discard()
+                handle.early = None
             self._workers.pop(handle.id, None)
             raise BackendUnavailable(f"could not start a {self.backend} worker: {exc}") from exc
         if initial:

@@ -21,6 +21,7 @@ import math
 import re
 from typing import Any
 
+from ._early import DEFAULT_BOOT_TIMEOUT
 from ._errors import ConfigurationError
 
 __all__ = [
@@ -33,7 +34,6 @@ __all__ = [
 ]
 
 #: Seconds a fresh worker's bootstrap may take by default.
-DEFAULT_BOOT_TIMEOUT = 60.0
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)

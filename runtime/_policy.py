@@ -9,6 +9,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Literal, TypeVar
 
+from ._early import resolve_workers
 from ._errors import ConfigurationError
 
 __all__ = [
@@ -104,26 +105,6 @@ class RestartPolicy:
         if self.jitter:
             base *= 0.5 + 0.5 * float((rng or random).random())
         return float(base)
-
-
-def resolve_workers(workers: int | float, cpu_count: int) -> int:
-    """An int >= 1 is a count; a float in (0, 1] is a fraction of the usable CPUs (at least 1)."""
-    if isinstance(workers, bool):
-        raise ConfigurationError(
-            f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}"
-        )
-    if isinstance(workers, int):
-        if workers < 1:
-            raise ConfigurationError(f"workers must be >= 1, got {workers}")
-        return workers
-    if isinstance(workers, float):
-        if not (0.0 < workers <= 1.0) or math.isnan(workers):
-            raise ConfigurationError(
-                f"a fractional worker count must be in (0, 1] (a share of the {cpu_count} usable "
-                f"CPUs), got {workers}; pass an int for an absolute count"
-            )
-        return max(1, math.floor(cpu_count * workers + 1e-9))
-    raise ConfigurationError(f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}")
 
 
 def split_by_weight[K](

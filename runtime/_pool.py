@@ -39,7 +39,6 @@ from ._channel import pickling_for_process
 from ._common import (
     bootstrap_name,
     close_at_exit,
-    guard_main_import,
     init_spec,
     next_worker_id,
     pack_bootstrap,
@@ -47,6 +46,7 @@ from ._common import (
     resolve_backend,
     warn_if_gil_returned,
 )
+from ._early import guard_main_import
 from ._errors import (
     BackendUnavailable,
     BootstrapError,

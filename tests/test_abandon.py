@@ -123,10 +123,10 @@ def test_exit_status_helper_reads_sys_exit_on_312(monkeypatch):
 
 @pytest.mark.skipif(not runtime.capabilities().subinterpreters, reason="no subinterpreters")
 def test_a_refused_interpreter_creation_is_tried_again(monkeypatch):
-    from runtime.backends import _interp
+    from runtime import _early
 
     calls: list[int] = []
-    real = _interp._create
+    real = _early._create
 
     def flaky() -> object:
         calls.append(1)
@@ -134,10 +134,10 @@ def test_a_refused_interpreter_creation_is_tried_again(monkeypatch):
             raise RuntimeError("interpreter creation failed")
         return real()
 
-    monkeypatch.setattr(_interp, "_create", flaky)
-    interp = _interp._create_retrying()
-    _interp._destroy(interp)  # 3.12 aborts at exit on an interpreter left behind
+    monkeypatch.setattr(_early, "_create", flaky)
+    interp = _early.create_interpreter()
+    _early.destroy_interpreter(interp)  # 3.12 aborts at exit on an interpreter left behind
     assert len(calls) == 2
-    monkeypatch.setattr(_interp, "_create", lambda: (_ for _ in ()).throw(RuntimeError("no")))
+    monkeypatch.setattr(_early, "_create", lambda: (_ for _ in ()).throw(RuntimeError("no")))
     with pytest.raises(RuntimeError, match="no"):
-        _interp._create_retrying(attempts=2)
+        _early.create_interpreter(attempts=2)

@@ -92,9 +92,9 @@ def test_cpu_count_is_affinity_aware(monkeypatch):
     import os
 
     monkeypatch.setattr(os, "process_cpu_count", lambda: 3, raising=False)
-    monkeypatch.setattr("runtime._capabilities._cgroup_cpu_limit", lambda: None)
+    monkeypatch.setattr("runtime._early._cgroup_cpu_limit", lambda: None)
     assert usable_cpu_count() == 3
-    monkeypatch.setattr("runtime._capabilities._cgroup_cpu_limit", lambda: 2)
+    monkeypatch.setattr("runtime._early._cgroup_cpu_limit", lambda: 2)
     assert usable_cpu_count() == 2
 
 

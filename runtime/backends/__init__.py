@@ -40,6 +40,7 @@ from .._wire import PIPE_SIZE, frame, make_pipe, pack
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from .._early import EarlyInterpreter
     from .._inbox import Inbox
 
 log = logging.getLogger("runtime")
@@ -73,23 +74,13 @@ def join_all(handles: list[WorkerHandle], timeout: float) -> list[WorkerHandle]:
     return [h for h in handles if not h.join(max(0.0, deadline - time.monotonic()))]
 
 
-def block_signals_in_this_thread() -> None:
-    """Keep SIGINT/SIGTERM away from our helper threads so the kernel delivers them to the main thread.
-
-    Python runs handlers only in the main thread anyway; a signal that lands on a thread
-    running a subinterpreter interrupts it for nothing, and at worst races its teardown.
-    """
-    import signal
-
-    if hasattr(signal, "pthread_sigmask"):
-        with contextlib.suppress(OSError, ValueError):
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-
-
 class WorkerHandle:
     """Main-side handle of one worker. Subclasses implement ``_launch``, ``kill`` and ``join``."""
 
     backend = ""
+    #: An interpreter its executor started creating ahead (``runtime._early``); the
+    #: subinterpreter backend runs the worker in it instead of creating one.
+    early: EarlyInterpreter | None = None
 
     def __init__(
         self,

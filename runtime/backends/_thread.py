@@ -11,7 +11,8 @@ from __future__ import annotations
 import ctypes
 import threading
 
-from . import WorkerHandle, block_signals_in_this_thread
+from .._early import block_signals_in_this_thread
+from . import WorkerHandle
 
 
 class ThreadWorker(WorkerHandle):

@@ -152,7 +152,7 @@ class FailureReports:
         self._queue.put(failure)
 
     def _run(self) -> None:
-        from ..backends import block_signals_in_this_thread
+        from .._early import block_signals_in_this_thread
 
         block_signals_in_this_thread()
         while True:

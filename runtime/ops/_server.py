@@ -148,7 +148,7 @@ class MetricsServer:
         return f"http://{host}:{self.port}"
 
     def _loop(self) -> None:
-        from ..backends import block_signals_in_this_thread
+        from .._early import block_signals_in_this_thread
 
         block_signals_in_this_thread()
         with selectors.DefaultSelector() as selector:

@@ -1,0 +1,259 @@
+"""What a new executor does before it loads the rest of the package: start its interpreters.
+
+In a fresh process the first ``runtime.Executor(...)`` pays for importing the
+executor's machinery (hub, inbox, pickling, metrics: tens of milliseconds on a small
+machine), and each subinterpreter worker pays for its own creation (about 10 ms).
+Done one after the other, the first result waits for both. Creating an own-GIL
+interpreter runs outside the main interpreter's GIL, so the constructor starts the
+threads that create its interpreters first (:func:`start_interpreters`), and loads
+its machinery while they are being created; each new interpreter imports the worker
+module meanwhile too, and then waits until its executor hands it its pipes
+(:meth:`EarlyInterpreter.adopt`).
+
+This module and the worker module are all the constructor loads before that, so
+only the standard library's ``concurrent.futures`` comes first. The worker-count
+rules and the CPU count live here for the same reason.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+
+from ._errors import ConfigurationError
+
+TYPE_CHECKING = False  # not typing's: this module loads before the rest on purpose
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+__all__ = [
+    "DEFAULT_BOOT_TIMEOUT",
+    "EarlyInterpreter",
+    "block_signals_in_this_thread",
+    "create_interpreter",
+    "destroy_interpreter",
+    "guard_main_import",
+    "resolve_workers",
+    "run_in_interpreter",
+    "start_interpreters",
+    "usable_cpu_count",
+]
+
+#: Seconds a worker's bootstrap may take (``boot_timeout``'s default everywhere).
+DEFAULT_BOOT_TIMEOUT = 60.0
+
+
+def guard_main_import(what: str) -> None:
+    """Refuse to build a pool or executor while a worker re-imports the main script."""
+    from ._worker import importing_main
+
+    if importing_main():
+        raise ConfigurationError(
+            f"a {what} was created while a worker re-imported the main script; put the code that "
+            "creates it under `if __name__ == '__main__':`"
+        )
+
+
+# ---------------------------------------------------------------------- CPUs and counts
+def _cgroup_cpu_limit() -> int | None:
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    try:
+        return max(1, int(int(quota) // int(period)))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def usable_cpu_count() -> int:
+    """CPUs this process may run on: affinity mask, then cgroup quota, at least 1."""
+    count: int | None = None
+    process_cpu_count = getattr(os, "process_cpu_count", None)
+    if process_cpu_count is not None:
+        count = process_cpu_count()
+    elif hasattr(os, "sched_getaffinity"):
+        count = len(os.sched_getaffinity(0))
+    if not count:
+        count = os.cpu_count() or 1
+    limit = _cgroup_cpu_limit()
+    if limit is not None:
+        count = min(count, limit)
+    return max(1, count)
+
+
+def resolve_workers(workers: int | float, cpu_count: int) -> int:
+    """An int >= 1 is a count; a float in (0, 1] is a fraction of the usable CPUs (at least 1)."""
+    if isinstance(workers, bool):
+        raise ConfigurationError(
+            f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}"
+        )
+    if isinstance(workers, int):
+        if workers < 1:
+            raise ConfigurationError(f"workers must be >= 1, got {workers}")
+        return workers
+    if isinstance(workers, float):
+        if not (0.0 < workers <= 1.0) or math.isnan(workers):
+            raise ConfigurationError(
+                f"a fractional worker count must be in (0, 1] (a share of the {cpu_count} usable "
+                f"CPUs), got {workers}; pass an int for an absolute count"
+            )
+        return max(1, math.floor(cpu_count * workers + 1e-9))
+    raise ConfigurationError(f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}")
+
+
+# ---------------------------------------------------------------------- the low-level driver
+# One code path for every supported version (the PEP 734 queue polls every 10 ms, so
+# data goes through our pipes):
+# * 3.13+: ``_interpreters.create()`` (isolated config, own GIL) + ``run_string``.
+# * 3.12: ``_xxsubinterpreters.create(isolated=True)`` + ``run_string``; the compiled
+#   ``interpreters-3-12`` backport segfaults at import on 3.12.1.
+try:
+    if sys.version_info >= (3, 13):
+        import _interpreters as _low
+    else:  # pragma: no cover - exercised by the 3.12 CI job
+        import _xxsubinterpreters as _low
+except ImportError:  # pragma: no cover - a build without subinterpreters
+    _low = None  # type: ignore[assignment]
+
+
+def _create() -> Any:
+    if sys.version_info >= (3, 13):
+        return _low.create()
+    return _low.create(isolated=True)  # pragma: no cover - 3.12
+
+
+def run_in_interpreter(interp: Any, code: str) -> Any:
+    """Run ``code`` in ``interp``; None, or a description of the exception it raised."""
+    if sys.version_info >= (3, 13):
+        return _low.run_string(interp, code)
+    try:  # pragma: no cover - 3.12
+        return _low.run_string(interp, code)
+    except _low.RunFailedError as exc:  # pragma: no cover - 3.12
+        return exc
+
+
+def create_interpreter(attempts: int = 3) -> Any:
+    """Create an own-GIL interpreter, trying again after a moment if CPython refuses.
+
+    Seen once on 3.12.1 under load: ``RuntimeError: interpreter creation failed`` while
+    other workers' interpreters were being created and destroyed; the next try works.
+    """
+    import time
+
+    for attempt in range(1, attempts):
+        try:
+            return _create()
+        except RuntimeError:
+            time.sleep(0.01 * attempt)
+    return _create()  # the last try: its error is the worker's
+
+
+def destroy_interpreter(interp: Any) -> None:
+    try:
+        _low.destroy(interp)
+    except Exception as exc:  # still running, already gone
+        import logging
+
+        logging.getLogger("runtime").debug("could not destroy interpreter %s: %s", interp, exc)
+
+
+def block_signals_in_this_thread() -> None:
+    """Keep SIGINT/SIGTERM away from our helper threads so the kernel delivers them to the main thread.
+
+    Python runs handlers only in the main thread anyway; a signal that lands on a thread
+    running a subinterpreter interrupts it for nothing, and at worst races its teardown.
+    """
+    import signal
+
+    if hasattr(signal, "pthread_sigmask"):
+        try:  # noqa: SIM105 - contextlib is not loaded yet on this path
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        except (OSError, ValueError):
+            pass
+
+
+# ---------------------------------------------------------------------- created ahead
+#: What a new interpreter runs as soon as it exists: the worker module's imports.
+def _prelude() -> str:
+    return (
+        f"import sys\nsys.path[:] = {list(sys.path)!r}\nsys.argv[:] = {list(sys.argv)!r}\n"
+        "import runtime._worker\n"
+    )
+
+
+class EarlyInterpreter:
+    """A thread creating an interpreter (and importing the worker module in it) before it has a worker.
+
+    :meth:`adopt` hands it the rest of a worker's life (``body(interp, failure)``,
+    run in this same thread); :meth:`discard` ends it instead (the constructor
+    failed), destroying the interpreter.
+    """
+
+    __slots__ = ("_body", "_go", "failure", "interp", "thread")
+
+    def __init__(self, prelude: str) -> None:
+        self.interp: Any = None
+        self.failure: BaseException | str | None = None
+        self._body: Callable[[Any, BaseException | str | None], None] | None = None
+        self._go = threading.Event()
+        self.thread = threading.Thread(
+            target=self._run, args=(prelude,), name="runtime-interp-worker-early", daemon=True
+        )
+        self.thread.start()
+
+    def _run(self, prelude: str) -> None:
+        block_signals_in_this_thread()
+        try:
+            self.interp = create_interpreter()
+        except BaseException as exc:
+            self.failure = exc
+        else:
+            try:
+                failed = run_in_interpreter(self.interp, prelude)
+            except BaseException as exc:
+                failed = exc
+            if failed is not None:  # the worker module would not import: the worker says why
+                self.failure = getattr(failed, "formatted", None) or str(failed)
+        self._go.wait()
+        body = self._body
+        if body is None:
+            if self.interp is not None:
+                destroy_interpreter(self.interp)
+            return
+        body(self.interp, self.failure)
+
+    def adopt(self, body: Callable[[Any, BaseException | str | None], None], name: str) -> None:
+        """Run ``body(interp, failure)`` in this thread: ``failure`` is None, or why creation failed."""
+        self.thread.name = name
+        self._body = body
+        self._go.set()
+
+    def discard(self) -> None:
+        """Nobody will use it: destroy the interpreter and end the thread."""
+        self._body = None
+        self._go.set()
+
+
+def start_interpreters(count: int, backend: str, injected: bool) -> list[EarlyInterpreter]:
+    """Start creating ``count`` interpreters if ``backend`` will surely be subinterpreters.
+
+    ``backend`` is the name passed to the constructor. "auto" counts only where its
+    answer does not depend on anything but the build: a default (GIL) build of 3.13+
+    with the low-level module. Injected capabilities (tests) start nothing early.
+    """
+    if injected or _low is None or sys.version_info < (3, 13):
+        return []
+    if backend == "auto":
+        if "t" in getattr(sys, "abiflags", "t"):  # free-threaded build (or unknown): decided later
+            return []
+    elif backend != "subinterpreter":
+        return []
+    prelude = _prelude()
+    return [EarlyInterpreter(prelude) for _ in range(count)]
