@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ._worker import current_worker as current_worker
     from ._worker import stop_requested as stop_requested
     from .aio import open_executor as open_executor
-    from .ops._failure import Failure as Failure
+    from .ops._failure_record import Failure as Failure
     from .ops._server import MetricsServer as MetricsServer
     from .ops._server import serve_metrics as serve_metrics
 del TYPE_CHECKING
@@ -106,7 +106,7 @@ _LAZY = {
     "PoolReport": "._pool",
     "PoolStatistics": "._pool",
     "open_executor": ".aio",
-    "Failure": ".ops._failure",
+    "Failure": ".ops._failure_record",
     "MetricsServer": ".ops._server",
     "serve_metrics": ".ops._server",
 }

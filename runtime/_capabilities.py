@@ -12,16 +12,20 @@ import importlib.util
 import logging
 import sys
 import sysconfig
-from typing import Literal
 
 from ._early import usable_cpu_count
+
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Literal
 
 __all__ = ["Backend", "Capabilities", "capabilities", "choose_backend", "usable_cpu_count"]
 
 log = logging.getLogger("runtime")
 
-Backend = Literal["subinterpreter", "thread", "process"]
-InterpretersApi = Literal["stdlib", "backport", "lowlevel"]
+type Backend = Literal["subinterpreter", "thread", "process"]
+type InterpretersApi = Literal["stdlib", "backport", "lowlevel"]
 BACKENDS: tuple[Backend, ...] = ("subinterpreter", "thread", "process")
 
 

@@ -25,7 +25,6 @@ import pickle
 import select
 import threading
 import time
-from typing import Any
 
 from ._errors import (
     ChannelClosed,
@@ -36,6 +35,11 @@ from ._errors import (
     NotTransferable,
 )
 from ._wire import HEADER, PIPE_SIZE, PROTOCOL, make_pipe, read_exact, write_all
+
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Channel"]
 

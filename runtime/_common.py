@@ -7,12 +7,17 @@ import itertools
 import logging
 import warnings
 import weakref
-from typing import Any
 
-from ._capabilities import Capabilities, capabilities, choose_backend
 from ._errors import ConfigurationError, NotTransferable
 from ._pickling import by_value, dumps, hint, mode_for
 from ._task import main_module_spec, reference_of, resolve_reference
+
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from ._capabilities import Capabilities
 
 log = logging.getLogger("runtime")
 _ids = itertools.count(1)
@@ -44,6 +49,8 @@ def next_worker_id() -> int:
 
 
 def resolve_backend(backend: str, caps: Capabilities | None = None) -> str:
+    from ._capabilities import capabilities, choose_backend
+
     caps = caps or capabilities()
     chosen, why = choose_backend(backend, caps)
     if backend == "auto":
@@ -129,10 +136,12 @@ def bootstrap_name(bootstrap: Any) -> str:
 _gil_warned = False
 
 
-def warn_if_gil_returned(report: dict[str, Any], caps: Capabilities, backend: str) -> bool:
+def warn_if_gil_returned(report: dict[str, Any], caps: Capabilities | None, backend: str) -> bool:
     """After a bootstrap on a free-threaded build: warn (once) if an import turned the GIL back on."""
     global _gil_warned
-    if backend != "thread" or not caps.free_threaded_build or not report.get("gil_enabled"):
+    if backend != "thread" or caps is None or not caps.free_threaded_build:
+        return False
+    if not report.get("gil_enabled"):
         return False
     if not _gil_warned:
         _gil_warned = True

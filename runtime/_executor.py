@@ -54,8 +54,10 @@ from _thread import RLock as _RLock
 from threading import get_ident
 
 from ._early import (
+    AUTO_SUBINTERPRETERS,
     DEFAULT_BOOT_TIMEOUT,
     guard_main_import,
+    interpreters_leak,
     resolve_workers,
     start_interpreters,
     usable_cpu_count,
@@ -73,10 +75,10 @@ from ._wire import (
     MARSHAL_TAG,
     calls_frame,
     decode_exception,
-    dumps,
     encode_exception,
     pack_calls,
 )
+from ._wire import _pickle as pickle_pair  # (dumps, loads), imported on first use
 
 # Not typing.TYPE_CHECKING: see _load() for why this module keeps its imports few.
 TYPE_CHECKING = False
@@ -84,8 +86,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from typing import Any, Protocol, TypeVar
 
-    from ._capabilities import Capabilities, capabilities
-    from ._channel import pickling_for_process
+    from ._capabilities import Capabilities
     from ._common import (
         bootstrap_name,
         close_at_exit,
@@ -99,11 +100,9 @@ if TYPE_CHECKING:
     from ._hub import Hub
     from ._inbox import Inbox
     from ._lifecycle import Limits
-    from ._mapping import map_results
     from ._pickling import culprit, mode_for
     from ._pickling import dumps as pickle_for
     from ._pickling import hint as pickling_hint
-    from ._policy import interpreters_leak
     from .backends import WorkerHandle, create_worker, join_all
     from .ops._executor_ops import ExecutorOps
 
@@ -140,12 +139,10 @@ def _load() -> None:
     than creating the interpreters, and the two now overlap. The names are bound as
     this module's globals, exactly as top-level imports would bind them.
     """
-    global Capabilities, capabilities, pickling_for_process, bootstrap_name, close_at_exit
+    global bootstrap_name, close_at_exit
     global init_spec, next_worker_id, pack_bootstrap, resolve_backend, warn_if_gil_returned
-    global Hub, Inbox, Limits, map_results, culprit, mode_for, pickle_for, pickling_hint
-    global interpreters_leak, WorkerHandle, create_worker, join_all, ExecutorOps, _loaded
-    from ._capabilities import Capabilities, capabilities
-    from ._channel import pickling_for_process
+    global Hub, Inbox, Limits, culprit, mode_for, pickle_for, pickling_hint
+    global WorkerHandle, create_worker, join_all, ExecutorOps, _loaded
     from ._common import (
         bootstrap_name,
         close_at_exit,
@@ -158,11 +155,9 @@ def _load() -> None:
     from ._hub import Hub
     from ._inbox import Inbox
     from ._lifecycle import Limits
-    from ._mapping import map_results
     from ._pickling import culprit, mode_for
     from ._pickling import dumps as pickle_for
     from ._pickling import hint as pickling_hint
-    from ._policy import interpreters_leak
     from .backends import WorkerHandle, create_worker, join_all
     from .ops._executor_ops import ExecutorOps
 
@@ -244,7 +239,7 @@ class _Worker:
         self.timer: Any = None  # its pending hub timer (boot deadline, then age)
 
 
-class _Future[T](cf.Future[T]):
+class _Future(cf.Future["T"]):  # a string: a PEP 695 class would import typing
     """A future whose ``result()`` reads the executor's completions itself when it can.
 
     A caller blocked here holds the inbox's reader role if it is free, so the worker's
@@ -451,9 +446,16 @@ class Executor(cf.Executor):
         early: list[EarlyInterpreter],
         injected: Capabilities | None,
     ) -> None:
-        caps = injected or capabilities()
-        self._caps = caps
-        self.backend = resolve_backend(backend, caps)
+        if early:  # the early start already knew: subinterpreters (see runtime._early)
+            self._caps: Capabilities | None = None  # read for thread workers only
+            self.backend = "subinterpreter"
+            if backend == "auto":
+                log.info("runtime: backend=auto chose 'subinterpreter': %s", AUTO_SUBINTERPRETERS)
+        else:
+            from ._capabilities import capabilities
+
+            self._caps = injected or capabilities()
+            self.backend = resolve_backend(backend, self._caps)
         # Callables from an interactive __main__ (REPL, notebook) travel by value.
         self._pickling = mode_for(self.backend)
         # Channels in a call are pickled as duplicated fds for a child process.
@@ -990,6 +992,8 @@ class Executor(cf.Executor):
                 ready = [w for w in self._workers.values() if w.ready and len(w.inflight) < room]
 
     def _send_to_process(self, worker: _Worker, batch: list[_Item]) -> None:
+        from ._channel import pickling_for_process  # not loaded for the other backends
+
         with pickling_for_process():
             self._send(worker, batch)
 
@@ -1002,7 +1006,7 @@ class Executor(cf.Executor):
             blob = pack_calls(calls)
             if blob is None:
                 tag = b""
-                blob = dumps(calls) if mode is None else pickle_for(calls, mode)
+                blob = pickle_pair()[0](calls) if mode is None else pickle_for(calls, mode)
         except Exception:
             good: list[_Item] = []
             for item in batch:
@@ -1116,6 +1120,8 @@ class Executor(cf.Executor):
         order. A failing item raises its exception when its turn comes; the chunks not
         started are cancelled.
         """
+        from ._mapping import map_results  # loaded by the first map
+
         return map_results(
             self,
             fn,

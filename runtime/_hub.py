@@ -36,13 +36,16 @@ import os
 import select
 import threading
 import time
-from typing import TYPE_CHECKING, Any
 
-from ._wire import HEADER, MARSHAL, RESULTS, RESULTS_HEAD, loads, unpack
+from ._wire import HEADER, MARSHAL, RESULTS, RESULTS_HEAD, unpack
+from ._wire import _pickle as pickle_pair  # (dumps, loads), imported on first use
 from .ops._heartbeat import Heartbeat
 
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from ._inbox import Inbox
 
@@ -255,7 +258,7 @@ def _decode(view: bytes | memoryview, start: int, end: int) -> tuple[Any, ...]:
             if view[start] == MARSHAL:  # plain values (runtime._wire.pack)
                 results = marshal.loads(view[start + 1 : end])
             else:
-                results = loads(view[start:end])
+                results = pickle_pair()[1](view[start:end])
         except Exception as exc:
             return ("results_failed", batch_id, f"{type(exc).__name__}: {exc}")
         return ("results", batch_id, results)

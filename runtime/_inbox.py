@@ -41,14 +41,16 @@ import sys
 import threading
 import time
 from threading import get_ident
-from typing import TYPE_CHECKING, Any
 
 from ._hub import NESTABLE
 from ._wire import DONE as _DONE
 from ._wire import make_pipe
 
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from ._hub import Connection, Hub
 

@@ -16,13 +16,16 @@ A recycled worker finishes what it holds, and its successor boots before it reti
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import re
-from typing import Any
 
 from ._early import DEFAULT_BOOT_TIMEOUT
 from ._errors import ConfigurationError
+
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = [
     "DEFAULT_BOOT_TIMEOUT",
@@ -74,30 +77,64 @@ def _positive_number(name: str, value: Any, *, allow_none: bool = True) -> float
     return float(value)
 
 
-@dataclasses.dataclass(frozen=True)
 class Limits:
-    """When workers are recycled and how long a bootstrap may take (``None``: no limit)."""
+    """When workers are recycled and how long a bootstrap may take (``None``: no limit).
 
-    max_tasks_per_worker: int | None = None
-    max_worker_memory: int | None = None
-    max_worker_age: float | None = None
-    boot_timeout: float | None = DEFAULT_BOOT_TIMEOUT
+    Immutable. A plain class, not a dataclass: every new executor builds one, and on
+    3.13 importing ``dataclasses`` alone costs a fresh process about 9 ms.
+    """
 
-    def __post_init__(self) -> None:
-        tasks = self.max_tasks_per_worker
+    __slots__ = ("boot_timeout", "max_tasks_per_worker", "max_worker_age", "max_worker_memory")
+
+    max_tasks_per_worker: int | None
+    max_worker_memory: int | None
+    max_worker_age: float | None
+    boot_timeout: float | None
+
+    def __init__(
+        self,
+        max_tasks_per_worker: int | None = None,
+        max_worker_memory: int | str | None = None,
+        max_worker_age: float | None = None,
+        boot_timeout: float | None = DEFAULT_BOOT_TIMEOUT,
+    ) -> None:
+        tasks = max_tasks_per_worker
         if tasks is not None and (
             isinstance(tasks, bool) or not isinstance(tasks, int) or tasks < 1
         ):
             raise ConfigurationError(
                 f"max_tasks_per_worker must be an int >= 1 or None, got {tasks!r}"
             )
-        if self.max_worker_memory is not None:
-            object.__setattr__(self, "max_worker_memory", parse_size(self.max_worker_memory))
-        object.__setattr__(
-            self, "max_worker_age", _positive_number("max_worker_age", self.max_worker_age)
+        memory = None if max_worker_memory is None else parse_size(max_worker_memory)
+        age = _positive_number("max_worker_age", max_worker_age)
+        boot = _positive_number("boot_timeout", boot_timeout)
+        for name, value in zip(self.__slots__, (boot, tasks, age, memory), strict=True):
+            object.__setattr__(self, name, value)
+
+    def _fields(self) -> tuple[int | float | None, ...]:
+        return (
+            self.max_tasks_per_worker,
+            self.max_worker_memory,
+            self.max_worker_age,
+            self.boot_timeout,
         )
-        object.__setattr__(
-            self, "boot_timeout", _positive_number("boot_timeout", self.boot_timeout)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Limits is immutable: cannot set {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Limits):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"Limits(max_tasks_per_worker={self.max_tasks_per_worker!r}, "
+            f"max_worker_memory={self.max_worker_memory!r}, "
+            f"max_worker_age={self.max_worker_age!r}, boot_timeout={self.boot_timeout!r})"
         )
 
     @property
@@ -117,12 +154,7 @@ class Limits:
         max_worker_age: float | None = None,
         boot_timeout: float | None = DEFAULT_BOOT_TIMEOUT,
     ) -> Limits:
-        return cls(
-            max_tasks_per_worker,
-            None if max_worker_memory is None else parse_size(max_worker_memory),
-            max_worker_age,
-            boot_timeout,
-        )
+        return cls(max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout)
 
 
 def positive_int(value: str) -> int:

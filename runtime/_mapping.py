@@ -30,15 +30,17 @@ import queue
 import time
 import weakref
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
 
 from ._errors import ConfigurationError
 from ._wire import decode_exception
 from ._worker import map_chunk
 
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import concurrent.futures as cf
     from collections.abc import Callable, Iterable, Iterator
+    from typing import Any
 
 __all__ = ["check_buffersize", "check_chunksize", "map_results"]
 

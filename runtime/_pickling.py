@@ -32,17 +32,19 @@ first time such a payload arrives. ``import runtime`` never imports it.
 from __future__ import annotations
 
 import io
-import pickle
 import sys
 import threading
 import types
-from typing import Any
 
-from ._wire import named_in
+from ._wire import PROTOCOL, named_in
+
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["LOCAL", "PROTOCOL", "VALUE", "dumps", "interactive_main", "mode_for", "worker_dumps"]
 
-PROTOCOL = pickle.HIGHEST_PROTOCOL
 VALUE = "value"
 LOCAL = "local"
 
@@ -80,15 +82,31 @@ class _ByValue(Exception):
     """Raised by the probe pickler at the first object that must travel by value."""
 
 
-class _Probe(pickle.Pickler):
-    def __init__(self, file: io.BytesIO, mode: str) -> None:
-        super().__init__(file, PROTOCOL)
-        self._mode = mode
+_probe: Any = None
 
-    def reducer_override(self, obj: Any) -> Any:
-        if by_value(obj, self._mode):
-            raise _ByValue
-        return NotImplemented
+
+def _probe_class() -> Any:
+    """The pickler that stops at the first object that must travel by value (built on first use).
+
+    ``pickle`` is imported here, not at the top: a new executor whose calls are plain
+    (``runtime._wire.is_plain``) never needs it.
+    """
+    global _probe
+    if _probe is None:
+        import pickle
+
+        class Probe(pickle.Pickler):
+            def __init__(self, file: io.BytesIO, mode: str) -> None:
+                super().__init__(file, PROTOCOL)
+                self._mode = mode
+
+            def reducer_override(self, obj: Any) -> Any:
+                if by_value(obj, self._mode):
+                    raise _ByValue
+                return NotImplemented
+
+        _probe = Probe
+    return _probe
 
 
 _value_pickler: Any = None
@@ -128,10 +146,12 @@ def _value_pickler_class() -> Any:
 def dumps(obj: Any, mode: str | None) -> bytes:
     """Pickle ``obj`` for the other side of a worker pipe (see the module docstring for ``mode``)."""
     if mode is None:
+        import pickle
+
         return pickle.dumps(obj, protocol=PROTOCOL)
     buf = io.BytesIO()
     try:
-        _Probe(buf, mode).dump(obj)
+        _probe_class()(buf, mode).dump(obj)
     except _ByValue:
         pass
     else:

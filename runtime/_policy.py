@@ -5,11 +5,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Literal, TypeVar
 
-from ._early import resolve_workers
+from ._early import interpreters_leak, resolve_workers
 from ._errors import ConfigurationError
 
 __all__ = [
@@ -24,16 +23,6 @@ K = TypeVar("K")
 
 #: Fresh workers per slot that ``fresh_workers="auto"`` allows where interpreters leak.
 LEAKY_FRESH_WORKERS = 8
-
-
-def interpreters_leak(backend: str, version: tuple[int, ...] | None = None) -> bool:
-    """Whether each created-and-destroyed worker of ``backend`` leaks memory in this process.
-
-    CPython before 3.14 leaks about 3-4 MB of RSS per own-GIL interpreter it creates and
-    destroys (2.6 MB on 3.12.1, 3.1 on 3.13.0, 4.0 on 3.13.18; 0.00 on 3.14.10 and 3.15.2).
-    """
-    version = version or sys.version_info[:2]
-    return backend == "subinterpreter" and tuple(version) < (3, 14)
 
 
 @dataclasses.dataclass(frozen=True)

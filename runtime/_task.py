@@ -5,9 +5,13 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-from typing import Any
 
 from ._errors import ConfigurationError, ReferenceNotFound
+
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 __all__ = ["Task", "TaskSpec", "WorkerInfo", "reference_of", "resolve_reference"]
 

@@ -5,10 +5,14 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
-from typing import TYPE_CHECKING, Any
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
 import pytest
 
+import runtime
 from runtime.bench import workloads
 from runtime.bench.cpu import main_side_us, thread_cpu_ns
 from runtime.bench.peers import PEERS, available_peers, select_peers
@@ -33,9 +37,6 @@ from runtime.bench.runner import (
     select_workloads,
 )
 from runtime.cli import main as runtime_main
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -269,3 +270,29 @@ def test_main_side_cpu_excludes_the_workers() -> None:
     assert without is not None
     assert everyone >= without > 0
     assert main_side_us(None, after, set(), 1) is None
+
+
+def test_cold_first_result_script_reports_every_peer(tmp_path: Path) -> None:
+    """benchmarks/first_result_cold.py: fresh processes per try, medians and ratios in JSON."""
+    out = tmp_path / "cold.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "first_result_cold.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "1", "2", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert doc["workers"] == 2
+    assert doc["rounds"] == 1
+    peers = doc["peers"]
+    assert "runtime.Executor[thread]" in peers
+    if sys.version_info >= (3, 13) and runtime.capabilities().subinterpreters:
+        assert {"floor", "runtime.Executor[subinterpreter]"} <= set(peers)
+        assert "runtime.Executor[subinterpreter] / floor" in doc["ratios"]
+    for row in peers.values():
+        assert row["n"] == 1
+        assert 0 < row["min_ms"] <= row["median_ms"] <= row["max_ms"]
+    assert "first result in a fresh process" in done.stdout

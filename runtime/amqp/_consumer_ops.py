@@ -15,7 +15,8 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..ops._failure import Failure, exception_name
+from ..ops._failure import exception_name
+from ..ops._failure_record import Failure
 from ..ops._heartbeat import Heartbeat
 from ..ops._registry import ComponentOps, Histogram, Sample
 

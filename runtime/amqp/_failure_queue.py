@@ -17,7 +17,7 @@ from .._errors import ConfigurationError, Error
 from ._connection import DEFAULT_URL
 
 if TYPE_CHECKING:
-    from ..ops._failure import Failure
+    from ..ops._failure_record import Failure
     from ._publisher import Publisher
 
 __all__ = ["FailureQueue"]

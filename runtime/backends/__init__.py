@@ -32,13 +32,15 @@ import os
 import struct
 import sys
 import threading
-from typing import TYPE_CHECKING, Any
 
 from .._hub import Connection, Hub
 from .._wire import PIPE_SIZE, frame, make_pipe, pack
 
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
     from .._early import EarlyInterpreter
     from .._inbox import Inbox

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
 
 from .._early import (
     block_signals_in_this_thread,
@@ -17,6 +16,11 @@ from .._early import (
     run_in_interpreter,
 )
 from . import WorkerHandle
+
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class InterpreterWorker(WorkerHandle):

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import collections
 import time
-from typing import TYPE_CHECKING, Any
 
 from .._worker import map_chunk
-from ._failure import Failure, exception_name
+from ._failure import exception_name
 from ._registry import ComponentOps, Histogram, Sample
 
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
+    from typing import Any
 
     from .._hub import Hub
 
@@ -116,6 +118,8 @@ class ExecutorOps(ComponentOps):
             from .._task import WorkerInfo
 
             info = WorkerInfo(id=worker.id, backend=executor.backend, pid=worker.pid)
+        from ._failure_record import Failure  # a dataclass: loaded by the first failure
+
         self.reports.report(
             Failure(
                 source="executor",

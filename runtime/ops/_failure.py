@@ -11,18 +11,19 @@ A hook that raises is logged and counted; the component never sees it.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
-from typing import TYPE_CHECKING, Any
 
 from .._errors import ConfigurationError
 
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from typing import Any
 
-    from .._task import WorkerInfo
+    from ._failure_record import Failure
 
 __all__ = ["Failure", "FailureReports", "combine_hooks", "exception_name", "resolve_hook"]
 
@@ -34,46 +35,14 @@ def exception_name(qualified: str) -> str:
     return qualified[len("builtins.") :] if qualified.startswith("builtins.") else qualified
 
 
-@dataclasses.dataclass(frozen=True)
-class Failure:
-    """One failure, as ``on_failure`` hooks (and ``--failure-queue``) receive it.
+def __getattr__(name: str) -> Any:
+    # Failure is a dataclass, and on 3.13 importing dataclasses costs a fresh process about
+    # 9 ms: it loads with the first failure (or the first use of runtime.Failure).
+    if name == "Failure":
+        from ._failure_record import Failure
 
-    ``source`` is ``"pool"``, ``"executor"`` or ``"consumer"``. ``task`` names what
-    failed: the task kind (pool), the function (executor) or the handler reference
-    (consumer). ``attempt`` is the task's run in its slot (pool), 1 (executor) or the
-    delivery attempt (consumer). ``action`` says what happens next: ``"restart"``,
-    ``"give_up"`` or ``"stop"`` (pool), ``"raise"`` (executor: the caller's future
-    holds the exception), ``"retry"`` or ``"dead_letter"`` (consumer). ``traceback`` is
-    the worker-side traceback; ``time`` is seconds since the epoch.
-    """
-
-    source: str
-    task: str
-    exception_type: str
-    message: str
-    traceback: str
-    attempt: int
-    action: str
-    time: float
-    worker: WorkerInfo | None = None
-    queue: str | None = None
-    message_id: str | None = None
-    delivery_attempt: int | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (``worker`` as a dict, ``time`` also as ISO 8601 UTC)."""
-        import datetime
-
-        data = dataclasses.asdict(self)
-        worker = self.worker
-        data["worker"] = None if worker is None else {f: getattr(worker, f) for f in worker._fields}
-        data["time_iso"] = datetime.datetime.fromtimestamp(self.time, datetime.UTC).isoformat()
-        return data
-
-    def to_json(self) -> str:
-        import json
-
-        return json.dumps(self.to_dict(), default=repr)
+        return Failure
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def resolve_hook(hook: Any) -> Callable[[Failure], Any] | None:

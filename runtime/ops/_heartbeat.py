@@ -17,14 +17,13 @@ from __future__ import annotations
 
 import queue
 import time
-from typing import TYPE_CHECKING, TypeVar
 
+# Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
     import threading
 
 __all__ = ["Heartbeat"]
-
-T = TypeVar("T")
 
 _monotonic = time.monotonic
 
@@ -52,7 +51,7 @@ class Heartbeat:
     def close(self) -> None:
         self.closed = True
 
-    def get(self, events: queue.SimpleQueue[T], why: str = "events") -> T:
+    def get[T](self, events: queue.SimpleQueue[T], why: str = "events") -> T:
         """``events.get()`` (no timeout), parked while it waits."""
         self._state = why
         try:
@@ -60,7 +59,7 @@ class Heartbeat:
         finally:
             self._state = _monotonic()
 
-    def get_or_none(
+    def get_or_none[T](
         self, events: queue.SimpleQueue[T], timeout: float | None, why: str = "events"
     ) -> T | None:
         """``events.get(timeout=timeout)``, parked while it waits; None when it timed out."""

@@ -11,7 +11,8 @@ import collections
 import time
 from typing import TYPE_CHECKING, Any
 
-from ._failure import Failure, exception_name
+from ._failure import exception_name
+from ._failure_record import Failure
 from ._heartbeat import Heartbeat
 from ._registry import ComponentOps, Sample
 

@@ -24,21 +24,37 @@ import collections
 import itertools
 import threading
 import weakref
-from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._catalog import DURATION_BUCKETS, METRICS
 from ._failure import FailureReports
 
+# Named tuples from collections at run time: typing would cost a new executor milliseconds.
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+
     from ._heartbeat import Heartbeat
+
+    class _HistogramSnapshot(NamedTuple):
+        bounds: tuple[float, ...]
+        counts: tuple[int, ...]  # per bucket (not cumulative); the last one is +Inf
+        sum: float
+
+    class _Sample(NamedTuple):
+        name: str
+        labels: tuple[str, ...]
+        value: float | HistogramSnapshot
+else:
+    _HistogramSnapshot = collections.namedtuple("_HistogramSnapshot", "bounds counts sum")
+    _Sample = collections.namedtuple("_Sample", "name labels value")
 
 __all__ = ["REGISTRY", "ComponentOps", "Histogram", "HistogramSnapshot", "Registry", "Sample"]
 
 
-class HistogramSnapshot(NamedTuple):
-    bounds: tuple[float, ...]
-    counts: tuple[int, ...]  # per bucket (not cumulative); the last one is +Inf
-    sum: float
+class HistogramSnapshot(_HistogramSnapshot):
+    """Bucket counts (per bucket, not cumulative; the last one is +Inf) and their sum."""
+
+    __slots__ = ()
 
     def merged(self, other: HistogramSnapshot) -> HistogramSnapshot:
         counts = tuple(a + b for a, b in zip(self.counts, other.counts, strict=True))
@@ -67,10 +83,10 @@ class Histogram:
 Labels = tuple[str, ...]
 
 
-class Sample(NamedTuple):
-    name: str
-    labels: Labels
-    value: float | HistogramSnapshot
+class Sample(_Sample):
+    """One metric value: name, label values, and a number or a histogram."""
+
+    __slots__ = ()
 
 
 class ComponentOps:

@@ -1,0 +1,162 @@
+"""Time to the first result in a fresh process: each try is a new interpreter process.
+
+Usage: python benchmarks/first_result_cold.py [ROUNDS] [WORKERS] [--json PATH]
+(defaults: 9 rounds, 2 workers).
+
+``parallel-runtime bench --workloads first_result`` times a new executor inside one
+long-lived process, where everything the executor imports is already loaded after
+its first repeat. A user's first executor is built in a fresh process, which pays
+for those imports too. Here every try is a child process that has already run
+``import concurrent.futures, runtime`` (the same for every peer, so the stdlib's
+own import cost is left out of every figure), then times, from one clock reading:
+
+* ``floor``: N bare interpreters created in parallel threads, one pipe round trip each
+  (what any pool of N own-GIL subinterpreters pays before its first result);
+* ``InterpreterPoolExecutor``: importing the class (the stdlib's on 3.14, the
+  ``interpreters-pep-734`` backport's on 3.13), the constructor, one tiny call;
+* ``runtime.Executor``: ``runtime.Executor`` (its lazy import), the constructor, one
+  tiny call, for the subinterpreter and thread backends.
+
+Peers run interleaved, round by round; the figures are medians with their ranges.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+
+PREAMBLE = "import concurrent.futures, runtime, time, sys\nT = time.perf_counter\n"
+
+FLOOR = """
+import os, threading
+try:
+    import _interpreters as low
+except ImportError:
+    sys.exit(3)
+t0 = T()
+pipes = [(os.pipe(), os.pipe()) for _ in range({workers})]
+def body(request_r, reply_w):
+    interp = low.create()
+    low.run_string(interp, f"import os\\nos.write({reply_w}, os.read({request_r}, 1))")
+threads = [threading.Thread(target=body, args=(req[0], rep[1])) for req, rep in pipes]
+for thread in threads:
+    thread.start()
+for req, _ in pipes:
+    os.write(req[1], b"x")
+for _, rep in pipes:
+    os.read(rep[0], 1)
+print(T() - t0)
+for thread in threads:
+    thread.join()
+"""
+
+IPE = """
+from runtime.bench.workloads import tiny
+if __name__ == "__main__":
+    t0 = T()
+    try:
+        from concurrent.futures import InterpreterPoolExecutor
+    except ImportError:
+        try:
+            from interpreters_backport.concurrent.futures import InterpreterPoolExecutor
+        except ImportError:
+            sys.exit(3)
+    ex = InterpreterPoolExecutor({workers})
+    ex.submit(tiny, 1).result()
+    print(T() - t0)
+    ex.shutdown()
+"""
+
+RUNTIME = """
+from runtime.bench.workloads import tiny
+if __name__ == "__main__":
+    t0 = T()
+    ex = runtime.Executor({workers}, backend="{backend}")
+    ex.submit(tiny, 1).result()
+    print(T() - t0)
+    ex.shutdown()
+"""
+
+PEERS = {
+    "floor": FLOOR,
+    "InterpreterPoolExecutor": IPE,
+    "runtime.Executor[subinterpreter]": RUNTIME.replace("{backend}", "subinterpreter"),
+    "runtime.Executor[thread]": RUNTIME.replace("{backend}", "thread"),
+}
+
+
+def _try(code: str) -> float | None:
+    done = subprocess.run(
+        [sys.executable, "-c", PREAMBLE + code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=os.path.dirname(os.path.abspath(__file__)),
+    )
+    if done.returncode == 3:
+        return None  # this Python lacks the peer
+    if done.returncode != 0:
+        raise RuntimeError(f"a try failed:\n{done.stderr}")
+    return float(done.stdout.split()[-1])
+
+
+def main() -> None:
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    json_path = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
+    if json_path in args:
+        args.remove(json_path)
+    rounds = int(args[0]) if args else 9
+    workers = int(args[1]) if len(args) > 1 else 2
+    times: dict[str, list[float]] = {name: [] for name in PEERS}
+    for done_rounds in range(rounds):
+        for name, code in PEERS.items():
+            seconds = _try(code.replace("{workers}", str(workers)))
+            if seconds is not None:
+                times[name].append(seconds * 1e3)
+        print(f"\rround {done_rounds + 1}/{rounds}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    rows = {
+        name: {"median_ms": statistics.median(v), "min_ms": min(v), "max_ms": max(v), "n": len(v)}
+        for name, v in times.items()
+        if v
+    }
+    print(
+        f"first result in a fresh process: Python {platform.python_version()}, {workers} workers, "
+        f"{os.cpu_count()} CPUs, median of {rounds} (min-max)"
+    )
+    for name, row in rows.items():
+        print(f"  {name:34} {row['median_ms']:7.1f} ms  ({row['min_ms']:.1f}-{row['max_ms']:.1f})")
+    ratios = {}
+    for backend in ("subinterpreter", "thread"):
+        ours = rows.get(f"runtime.Executor[{backend}]")
+        if ours is None:
+            continue
+        for peer in ("floor", "InterpreterPoolExecutor"):
+            if peer in rows:
+                key = f"runtime.Executor[{backend}] / {peer}"
+                ratios[key] = ours["median_ms"] / rows[peer]["median_ms"]
+                print(f"  {key:60} {ratios[key]:.2f}x")
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(
+                {
+                    "python": platform.python_version(),
+                    "workers": workers,
+                    "cpus": os.cpu_count(),
+                    "rounds": rounds,
+                    "peers": rows,
+                    "ratios": ratios,
+                    "command": "python benchmarks/first_result_cold.py " + " ".join(sys.argv[1:]),
+                },
+                f,
+                indent=2,
+            )
+
+
+if __name__ == "__main__":
+    main()
