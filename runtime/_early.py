@@ -248,9 +248,14 @@ class EarlyInterpreter:
         self._go.set()
 
     def discard(self) -> None:
-        """Nobody will use it: destroy the interpreter and end the thread."""
+        """Nobody will use it: destroy the interpreter, and wait until its thread has ended.
+
+        Waiting matters: a process that exits while an interpreter is still being
+        created (the constructor failed, the program gave up) crashes in finalization.
+        """
         self._body = None
         self._go.set()
+        self.thread.join(30.0)
 
 
 #: Why ``backend="auto"`` means subinterpreters when :func:`start_interpreters` started them.

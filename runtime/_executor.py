@@ -423,8 +423,11 @@ class Executor(cf.Executor):
         cpus = usable_cpu_count() if _capabilities is None else _capabilities.cpu_count
         self._count = resolve_workers(cpus if workers is None else workers, cpus)
         # Interpreters take longer to create than the rest of the package takes to load
-        # (see runtime._early): start creating them first.
-        early = start_interpreters(self._count, backend, injected=_capabilities is not None)
+        # (see runtime._early): start creating them first. While this process still has
+        # the package to load, leave a CPU to the loading, so that it does not slow down
+        # the creation that the first result waits for (the rest start at spawn).
+        ahead = self._count if _loaded else min(self._count, max(1, cpus - 1))
+        early = start_interpreters(ahead, backend, injected=_capabilities is not None)
         try:
             if not _loaded:
                 _load()

@@ -31,16 +31,15 @@ first time such a payload arrives. ``import runtime`` never imports it.
 
 from __future__ import annotations
 
-import io
 import sys
-import threading
-import types
+from _thread import _local as _thread_local
 
 from ._wire import PROTOCOL, named_in
 
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import io
     from typing import Any
 
 __all__ = ["LOCAL", "PROTOCOL", "VALUE", "dumps", "interactive_main", "mode_for", "worker_dumps"]
@@ -48,7 +47,7 @@ __all__ = ["LOCAL", "PROTOCOL", "VALUE", "dumps", "interactive_main", "mode_for"
 VALUE = "value"
 LOCAL = "local"
 
-_local = threading.local()
+_local = _thread_local()  # _thread's: a worker need not import threading for it
 
 
 def interactive_main() -> bool:
@@ -56,6 +55,12 @@ def interactive_main() -> bool:
     from ._task import main_module_spec
 
     return "__main__" in sys.modules and main_module_spec() is None
+
+
+# Not from the types and io modules: a worker that receives a REPL's or a notebook's jobs
+# imports this module, and every module costs a fresh interpreter time.
+_FunctionType = type(interactive_main)
+_ModuleType = type(sys)
 
 
 def mode_for(backend: str) -> str | None:
@@ -71,7 +76,7 @@ def _found_in_main(obj: Any) -> bool:
 
 def by_value(obj: Any, mode: str | None) -> bool:
     """Whether ``obj`` (met while pickling in ``mode``) must travel by value."""
-    if mode is None or not isinstance(obj, (types.FunctionType, type)):
+    if mode is None or not isinstance(obj, (_FunctionType, type)):
         return False
     if getattr(obj, "__module__", None) != "__main__":
         return False
@@ -132,7 +137,7 @@ def _value_pickler_class() -> Any:
 
             def reducer_override(self, obj: Any) -> Any:
                 if (
-                    isinstance(obj, (types.FunctionType, type))
+                    isinstance(obj, (_FunctionType, type))
                     and getattr(obj, "__module__", None) != "builtins"
                     and not by_value(obj, self._mode)
                 ):
@@ -149,6 +154,8 @@ def dumps(obj: Any, mode: str | None) -> bytes:
         import pickle
 
         return pickle.dumps(obj, protocol=PROTOCOL)
+    import io
+
     buf = io.BytesIO()
     try:
         _probe_class()(buf, mode).dump(obj)
@@ -173,7 +180,7 @@ def worker_dumps(obj: Any) -> bytes:
 
 def culprit(fn: Any, mode: str | None) -> str:
     """For a by-value function that failed to pickle: which global or closure variable is to blame."""
-    if not isinstance(fn, types.FunctionType) or not by_value(fn, mode):
+    if not isinstance(fn, _FunctionType) or not by_value(fn, mode):
         return ""
     code = fn.__code__
     names: list[tuple[str, str, Any]] = [
@@ -185,7 +192,7 @@ def culprit(fn: Any, mode: str | None) -> str:
         except ValueError:  # an empty cell
             continue
     for kind, name, value in names:
-        if isinstance(value, types.ModuleType):
+        if isinstance(value, _ModuleType):
             continue
         try:
             dumps(value, mode)

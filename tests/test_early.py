@@ -114,3 +114,28 @@ def test_a_worker_module_that_does_not_import_fails_the_first_submit(monkeypatch
         pytest.raises(runtime.BootstrapError, match="no worker module here"),
     ):
         ex.submit(tasks.square, 3).result(timeout=20)
+
+
+@needs_early
+@pytest.mark.parametrize(
+    ("loaded", "cpus", "workers", "ahead"),
+    [(False, 2, 2, 1), (False, 4, 2, 2), (False, 1, 3, 1), (True, 2, 2, 2)],
+)
+def test_a_cold_constructor_leaves_a_cpu_to_its_loading(monkeypatch, loaded, cpus, workers, ahead):
+    """In a fresh process all but one CPU's worth start early; once loaded, all of them."""
+    from runtime import _executor
+
+    asked: list[int] = []
+    real = _executor.start_interpreters
+
+    def recording(count: int, backend: str, injected: bool) -> list[_early.EarlyInterpreter]:
+        asked.append(count)
+        return real(count, backend, injected)
+
+    monkeypatch.setattr(_executor, "start_interpreters", recording)
+    monkeypatch.setattr(_executor, "usable_cpu_count", lambda: cpus)
+    monkeypatch.setattr(_executor, "_loaded", loaded)
+    with runtime.Executor(workers, backend="subinterpreter") as ex:
+        assert list(ex.map(tasks.square, range(6))) == [n * n for n in range(6)]
+    assert asked == [ahead]
+    assert not _early_threads()
