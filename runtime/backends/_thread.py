@@ -8,7 +8,6 @@ returned, never a shared global.
 
 from __future__ import annotations
 
-import ctypes
 import threading
 
 from .._early import block_signals_in_this_thread
@@ -44,6 +43,8 @@ class ThreadWorker(WorkerHandle):
         thread = self._thread
         if thread is None or thread.ident is None or not thread.is_alive():
             return True
+        import ctypes  # only here: a few milliseconds of every new thread executor otherwise
+
         ctypes.pythonapi.PyThreadState_SetAsyncExc(
             ctypes.c_ulong(thread.ident), ctypes.py_object(SystemExit)
         )
