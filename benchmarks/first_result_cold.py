@@ -151,7 +151,9 @@ def main() -> None:
                     "rounds": rounds,
                     "peers": rows,
                     "ratios": ratios,
-                    "command": "python benchmarks/first_result_cold.py " + " ".join(sys.argv[1:]),
+                    "command": "python benchmarks/first_result_cold.py "
+                    + " ".join(args)
+                    + (f" --json {os.path.relpath(json_path)}" if json_path else ""),
                 },
                 f,
                 indent=2,

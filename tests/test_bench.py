@@ -296,3 +296,19 @@ def test_cold_first_result_script_reports_every_peer(tmp_path: Path) -> None:
         assert row["n"] == 1
         assert 0 < row["min_ms"] <= row["median_ms"] <= row["max_ms"]
     assert "first result in a fresh process" in done.stdout
+
+
+def test_aio_main_cpu_script_compares_both_peers() -> None:
+    """benchmarks/aio_main_cpu.py runs both offloading peers on one loop and prints the ratio."""
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "aio_main_cpu.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "2", "4", "1"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "anyio.to_process.run_sync  main CPU" in done.stdout
+    assert "runtime.aio.run_sync       main CPU" in done.stdout
+    assert "main CPU per call, runtime / anyio.to_process:" in done.stdout
