@@ -35,7 +35,6 @@ from __future__ import annotations
 import marshal
 import os
 import sys
-from _functools import partial  # type: ignore[import-not-found]  # functools in C
 from _struct import Struct
 
 TYPE_CHECKING = False
@@ -90,6 +89,7 @@ _PICKLE: list[Callable[[Any], Any]] = []  # [dumps, loads] once _pickle is impor
 
 def _pickle() -> list[Callable[[Any], Any]]:
     if not _PICKLE:
+        from _functools import partial  # type: ignore[import-not-found]  # functools in C
         from _pickle import dumps as pickle_dumps
         from _pickle import loads as pickle_loads
 
