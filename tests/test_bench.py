@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -258,7 +259,11 @@ def test_main_side_cpu_excludes_the_workers() -> None:
     started.wait(10)
     try:
         before = thread_cpu_ns()
-        workloads.fib(22)  # some CPU of our own meanwhile
+        # CPU of our own meanwhile: the kernel counts it in 10 ms ticks, and the spinner
+        # holds the GIL half the time, so spend a known amount of this thread's CPU.
+        mine = time.thread_time()
+        while time.thread_time() - mine < 0.05:
+            workloads.fib(15)
         after = thread_cpu_ns()
     finally:
         stop.set()
