@@ -135,6 +135,13 @@ except ImportError:  # pragma: no cover - a build without subinterpreters
     _low = None  # type: ignore[assignment]
 
 
+#: What a refused creation raises: InterpreterError on 3.13+ (not a RuntimeError there).
+_REFUSED: tuple[type[BaseException], ...] = (
+    RuntimeError,
+    *((_low.InterpreterError,) if hasattr(_low, "InterpreterError") else ()),
+)
+
+
 def _create() -> Any:
     if sys.version_info >= (3, 13):
         return _low.create()
@@ -151,20 +158,28 @@ def run_in_interpreter(interp: Any, code: str) -> Any:
         return exc
 
 
-def create_interpreter(attempts: int = 3) -> Any:
+def create_interpreter(attempts: int = 6) -> Any:
     """Create an own-GIL interpreter, trying again after a moment if CPython refuses.
 
-    Seen once on 3.12.1 under load: ``RuntimeError: interpreter creation failed`` while
-    other workers' interpreters were being created and destroyed; the next try works.
+    Seen on 3.12.1 and 3.13.0 under load: ``interpreter creation failed`` while other
+    interpreters were being created and destroyed. The tries back off from 10 ms,
+    doubling (310 ms in all). On 3.13+ the refusal is an ``InterpreterError``, which is
+    not a ``RuntimeError``: until this was caught too, 3.13+ never tried again.
     """
     import time
 
     for attempt in range(1, attempts):
         try:
             return _create()
-        except RuntimeError:
-            time.sleep(0.01 * attempt)
-    return _create()  # the last try: its error is the worker's
+        except _REFUSED:
+            time.sleep(0.01 * 2 ** (attempt - 1))
+    try:
+        return _create()  # the last try: its error is the worker's
+    except _REFUSED as exc:
+        cause = exc.__cause__ or exc.__context__
+        if cause is None:
+            raise
+        raise RuntimeError(f"{exc} ({type(cause).__name__}: {cause})") from cause
 
 
 def destroy_interpreter(interp: Any) -> None:

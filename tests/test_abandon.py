@@ -141,3 +141,24 @@ def test_a_refused_interpreter_creation_is_tried_again(monkeypatch):
     monkeypatch.setattr(_early, "_create", lambda: (_ for _ in ()).throw(RuntimeError("no")))
     with pytest.raises(RuntimeError, match="no"):
         _early.create_interpreter(attempts=2)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="InterpreterError is new in 3.13")
+def test_a_refusal_raised_as_interpreter_error_is_tried_again_too(monkeypatch):
+    from runtime import _early
+
+    refusal = _early._low.InterpreterError
+    assert not issubclass(refusal, RuntimeError)  # why it needs catching by name
+    calls: list[int] = []
+    real = _early._create
+
+    def flaky() -> object:
+        calls.append(1)
+        if len(calls) < 3:
+            raise refusal("interpreter creation failed")
+        return real()
+
+    monkeypatch.setattr(_early, "_create", flaky)
+    interp = _early.create_interpreter()
+    _early.destroy_interpreter(interp)
+    assert len(calls) == 3
