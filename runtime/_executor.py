@@ -431,7 +431,7 @@ class Executor(cf.Executor):
         try:
             if not _loaded:
                 _load()
-            self._limits = Limits.from_kwargs(
+            self._limits = Limits(
                 max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout
             )
             self._setup(backend, bootstrap, max_batch, on_failure, metrics, early, _capabilities)

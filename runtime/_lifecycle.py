@@ -36,8 +36,6 @@ __all__ = [
     "positive_int",
 ]
 
-#: Seconds a fresh worker's bootstrap may take by default.
-
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:I?B)?\s*$", re.IGNORECASE)
 
@@ -108,8 +106,11 @@ class Limits:
         memory = None if max_worker_memory is None else parse_size(max_worker_memory)
         age = _positive_number("max_worker_age", max_worker_age)
         boot = _positive_number("boot_timeout", boot_timeout)
-        for name, value in zip(self.__slots__, (boot, tasks, age, memory), strict=True):
-            object.__setattr__(self, name, value)
+        set_field = object.__setattr__  # the class refuses attribute stores
+        set_field(self, "max_tasks_per_worker", tasks)
+        set_field(self, "max_worker_memory", memory)
+        set_field(self, "max_worker_age", age)
+        set_field(self, "boot_timeout", boot)
 
     def _fields(self) -> tuple[int | float | None, ...]:
         return (
@@ -145,16 +146,6 @@ class Limits:
             or self.max_worker_memory is not None
             or self.max_worker_age is not None
         )
-
-    @classmethod
-    def from_kwargs(
-        cls,
-        max_tasks_per_worker: int | None = None,
-        max_worker_memory: int | str | None = None,
-        max_worker_age: float | None = None,
-        boot_timeout: float | None = DEFAULT_BOOT_TIMEOUT,
-    ) -> Limits:
-        return cls(max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout)
 
 
 def positive_int(value: str) -> int:

@@ -217,9 +217,7 @@ class Pool:
         target = resolve_workers(workers, caps.cpu_count)
         self.backend = resolve_backend(backend, caps)
         self.policy = restart or RestartPolicy()
-        self.limits = Limits.from_kwargs(
-            max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout
-        )
+        self.limits = Limits(max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout)
         self._fresh_budget = self.policy.fresh_worker_budget(self.backend)
         self._budget_warned = False
         self.stop_timeout = float(stop_timeout)

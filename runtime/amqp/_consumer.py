@@ -160,9 +160,7 @@ class Consumer:
 
         # Everything that can be wrong with the arguments fails here, before any connection.
         self._handler_ref = handler_reference(handler)
-        self._limits = Limits.from_kwargs(
-            max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout
-        )
+        self._limits = Limits(max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout)
         if executor is not None and self._limits != Limits():
             raise ConfigurationError(
                 "max_tasks_per_worker, max_worker_memory, max_worker_age and boot_timeout "
