@@ -42,6 +42,7 @@ __all__ = [
     "run_in_interpreter",
     "start_interpreters",
     "usable_cpu_count",
+    "worker_prelude",
 ]
 
 #: Seconds a worker's bootstrap may take (``boot_timeout``'s default everywhere).
@@ -207,8 +208,8 @@ def block_signals_in_this_thread() -> None:
 
 
 # ---------------------------------------------------------------------- created ahead
-#: What a new interpreter runs as soon as it exists: the worker module's imports.
-def _prelude() -> str:
+def worker_prelude() -> str:
+    """What a new worker interpreter runs first: this process's path and argv, the worker module."""
     return (
         f"import sys\nsys.path[:] = {list(sys.path)!r}\nsys.argv[:] = {list(sys.argv)!r}\n"
         "import runtime._worker\n"
@@ -293,5 +294,5 @@ def start_interpreters(count: int, backend: str, injected: bool) -> list[EarlyIn
             return []
     elif backend != "subinterpreter":
         return []
-    prelude = _prelude()
+    prelude = worker_prelude()
     return [EarlyInterpreter(prelude) for _ in range(count)]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 
@@ -26,12 +25,9 @@ def _early_threads() -> list[threading.Thread]:
 
 
 def _no_early_threads_left(timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while _early_threads():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
+    for thread in _early_threads():
+        thread.join(timeout)
+    return not _early_threads()
 
 
 def test_a_fresh_process_gets_its_first_result_on_every_backend(backend):
@@ -108,7 +104,9 @@ def test_an_interpreter_that_cannot_be_created_fails_the_first_submit(monkeypatc
 
 @needs_early
 def test_a_worker_module_that_does_not_import_fails_the_first_submit(monkeypatch):
-    monkeypatch.setattr(_early, "_prelude", lambda: "raise ImportError('no worker module here')\n")
+    monkeypatch.setattr(
+        _early, "worker_prelude", lambda: "raise ImportError('no worker module here')\n"
+    )
     with (
         runtime.Executor(1, backend="subinterpreter") as ex,
         pytest.raises(runtime.BootstrapError, match="no worker module here"),

@@ -6,7 +6,6 @@ that a new executor can start creating its interpreters before it loads this pac
 
 from __future__ import annotations
 
-import sys
 import threading
 
 from .._early import (
@@ -14,6 +13,7 @@ from .._early import (
     create_interpreter,
     destroy_interpreter,
     run_in_interpreter,
+    worker_prelude,
 )
 from . import WorkerHandle
 
@@ -38,10 +38,7 @@ class InterpreterWorker(WorkerHandle):
             self._thread = early.thread
             early.adopt(self._serve, name)
             return
-        self._code = (
-            f"import sys\nsys.path[:] = {list(sys.path)!r}\nsys.argv[:] = {list(sys.argv)!r}\n"
-            + serve
-        )
+        self._code = worker_prelude() + serve
         self._thread = threading.Thread(target=self._body, name=name, daemon=True)
         self._thread.start()
 
