@@ -6,12 +6,9 @@
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import importlib.util
 import logging
 import sys
-import sysconfig
 
 from ._early import usable_cpu_count
 
@@ -29,9 +26,25 @@ type InterpretersApi = Literal["stdlib", "backport", "lowlevel"]
 BACKENDS: tuple[Backend, ...] = ("subinterpreter", "thread", "process")
 
 
-@dataclasses.dataclass(frozen=True)
+_FIELDS = (
+    "free_threaded_build",
+    "gil_enabled",
+    "subinterpreters",
+    "interpreters_api",
+    "default_backend",
+    "cpu_count",
+    "python_version",
+)
+
+
 class Capabilities:
-    """A snapshot of what the running interpreter offers for parallel work."""
+    """A snapshot of what the running interpreter offers for parallel work.
+
+    Immutable. A plain class, not a dataclass: a new executor with thread workers
+    probes it, and on 3.13 importing ``dataclasses`` alone costs a fresh process 9 ms.
+    """
+
+    __slots__ = _FIELDS
 
     free_threaded_build: bool
     gil_enabled: bool
@@ -39,24 +52,101 @@ class Capabilities:
     interpreters_api: InterpretersApi | None
     default_backend: Backend
     cpu_count: int
-    python_version: tuple[int, int] = dataclasses.field(default=sys.version_info[:2])
+    python_version: tuple[int, int]
+
+    def __init__(
+        self,
+        free_threaded_build: bool,
+        gil_enabled: bool,
+        subinterpreters: bool,
+        interpreters_api: InterpretersApi | None,
+        default_backend: Backend,
+        cpu_count: int,
+        python_version: tuple[int, int] = (sys.version_info[0], sys.version_info[1]),
+    ) -> None:
+        set_field = object.__setattr__  # the class refuses attribute stores
+        set_field(self, "free_threaded_build", free_threaded_build)
+        set_field(self, "gil_enabled", gil_enabled)
+        set_field(self, "subinterpreters", subinterpreters)
+        set_field(self, "interpreters_api", interpreters_api)
+        set_field(self, "default_backend", default_backend)
+        set_field(self, "cpu_count", cpu_count)
+        set_field(self, "python_version", python_version)
 
     @property
     def subinterpreters_safe_by_default(self) -> bool:
         """Own-GIL interpreters on 3.12 crash on ssl/hashlib/asyncio imports: never chosen by auto."""
         return self.subinterpreters and self.python_version >= (3, 13)
 
+    def as_dict(self) -> dict[str, object]:
+        """The fields by name, in declaration order (``parallel-runtime info --json``)."""
+        return {name: getattr(self, name) for name in _FIELDS}
+
+    def replace(self, **changes: object) -> Capabilities:
+        """A copy with ``changes`` applied (tests describe builds this machine lacks)."""
+        unknown = set(changes) - set(_FIELDS)
+        if unknown:
+            raise TypeError(f"Capabilities has no field(s) {sorted(unknown)}")
+        return Capabilities(**{**self.as_dict(), **changes})  # type: ignore[arg-type]
+
+    __replace__ = replace  # copy.replace() on 3.13+
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Capabilities is immutable: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Capabilities is immutable: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Capabilities):
+            return NotImplemented
+        return self.as_dict() == other.as_dict()
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.as_dict().values()))
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{name}={value!r}" for name, value in self.as_dict().items())
+        return f"Capabilities({inner})"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (Capabilities, tuple(self.as_dict().values()))
+
+
+def _free_threaded_build() -> bool:
+    abiflags = getattr(sys, "abiflags", None)  # POSIX; Windows has it from 3.14
+    if abiflags is not None:
+        return "t" in abiflags
+    import sysconfig
+
+    return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+
+
+def _has_module(name: str) -> bool:
+    """Whether ``name`` can be imported, without importing it (or ``importlib.util``)."""
+    if name in sys.modules or name in sys.builtin_module_names:
+        return True
+    if "." in name:
+        import importlib.util
+
+        return importlib.util.find_spec(name) is not None
+    return any(
+        finder.find_spec(name, None) is not None
+        for finder in sys.meta_path
+        if hasattr(finder, "find_spec")
+    )
+
 
 def _interpreters_api(version: tuple[int, int]) -> InterpretersApi | None:
-    if version >= (3, 14) and importlib.util.find_spec("concurrent.interpreters") is not None:
+    if version >= (3, 14) and _has_module("concurrent.interpreters"):
         return "stdlib"
     if version >= (3, 13):
-        if importlib.util.find_spec("_interpreters") is None:
+        if not _has_module("_interpreters"):
             return None
-        if importlib.util.find_spec("interpreters_backport") is not None:
+        if _has_module("interpreters_backport"):
             return "backport"
         return "lowlevel"
-    if version >= (3, 12) and importlib.util.find_spec("_xxsubinterpreters") is not None:
+    if version >= (3, 12) and _has_module("_xxsubinterpreters"):
         # The compiled 3.12 backport segfaults at import here; the stdlib low-level
         # module with isolated=True gives real own-GIL interpreters.
         return "lowlevel"
@@ -64,7 +154,7 @@ def _interpreters_api(version: tuple[int, int]) -> InterpretersApi | None:
 
 
 def detect() -> Capabilities:
-    free_threaded = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    free_threaded = _free_threaded_build()
     is_gil_enabled = getattr(sys, "_is_gil_enabled", None)
     gil_enabled = True if is_gil_enabled is None else bool(is_gil_enabled())
     version = sys.version_info[:2]
@@ -79,7 +169,7 @@ def detect() -> Capabilities:
         python_version=version,
     )
     backend, _ = choose_backend("auto", partial)
-    return dataclasses.replace(partial, default_backend=backend)
+    return partial.replace(default_backend=backend)
 
 
 @functools.cache

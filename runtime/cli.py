@@ -29,13 +29,12 @@ def workers_arg(value: str) -> int | float:
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    import dataclasses
     import platform
 
     import runtime
 
     caps = runtime.capabilities()
-    data = dataclasses.asdict(caps)
+    data = caps.as_dict()
     data["python"] = platform.python_version()
     data["implementation"] = sys.implementation.name
     if args.json:

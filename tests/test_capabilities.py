@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
+import pickle
 import sys
 
 import pytest
 
 import runtime
-from runtime._capabilities import Capabilities, choose_backend, detect, usable_cpu_count
+from runtime._capabilities import (
+    Capabilities,
+    _has_module,
+    choose_backend,
+    detect,
+    usable_cpu_count,
+)
 from runtime._policy import resolve_workers, split_by_weight
 from tests.helpers import tasks
 
@@ -99,8 +105,47 @@ def test_cpu_count_is_affinity_aware(monkeypatch):
 
 
 def test_capabilities_is_frozen():
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError, match="immutable"):
         runtime.capabilities().cpu_count = 99  # type: ignore[misc]
+    with pytest.raises(AttributeError, match="immutable"):
+        del runtime.capabilities().cpu_count  # type: ignore[misc]
+
+
+def test_capabilities_is_a_value():
+    a = caps()
+    assert a == caps() and hash(a) == hash(caps()) and a != caps(cpu_count=5)
+    assert a.replace(cpu_count=5) == caps(cpu_count=5) and a.cpu_count == 4
+    assert pickle.loads(pickle.dumps(a)) == a
+    assert eval(repr(a), {"Capabilities": Capabilities}) == a
+    assert list(a.as_dict()) == [
+        "free_threaded_build",
+        "gil_enabled",
+        "subinterpreters",
+        "interpreters_api",
+        "default_backend",
+        "cpu_count",
+        "python_version",
+    ]
+    with pytest.raises(TypeError, match="no field"):
+        a.replace(cores=3)
+    if sys.version_info >= (3, 13):
+        import copy
+
+        assert copy.replace(a, gil_enabled=False).gil_enabled is False
+
+
+def test_detection_agrees_with_sysconfig_and_importlib():
+    """The probes avoid sysconfig and importlib.util (start-up cost); they must say the same."""
+    import importlib.util
+    import sysconfig
+
+    c = detect()
+    assert c.free_threaded_build is bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
+    for name in ("_interpreters", "_xxsubinterpreters", "interpreters_backport", "no_such_module_xyz"):
+        assert _has_module(name) is (importlib.util.find_spec(name) is not None), name
+    assert _has_module("concurrent.interpreters") is (
+        importlib.util.find_spec("concurrent.interpreters") is not None
+    )
 
 
 @pytest.mark.parametrize(
