@@ -1,6 +1,6 @@
 """Time to the first result in a fresh process: each try is a new interpreter process.
 
-Usage: python benchmarks/first_result_cold.py [ROUNDS] [WORKERS] [--json PATH]
+Usage: python benchmarks/first_result_cold.py [ROUNDS] [WORKERS] [--busy] [--json PATH]
 (defaults: 9 rounds, 2 workers).
 
 ``parallel-runtime bench --workloads first_result`` times a new executor inside one
@@ -18,6 +18,14 @@ own import cost is left out of every figure), then times, from one clock reading
   tiny call, for the subinterpreter and thread backends.
 
 Peers run interleaved, round by round; the figures are medians with their ranges.
+
+``--busy``: in every try another thread of the main interpreter runs Python code the
+whole time (as an event loop serving requests, or the application's own work, does)
+while the executor starts. Creating an interpreter needs the main interpreter's GIL
+about fifteen times, and a busy thread makes each wait up to the switch interval
+(5 ms); ``runtime`` lowers the interval while it creates interpreters
+(``runtime._early.FastSwitching``). The extra row ``runtime.Executor[subinterpreter,
+interval left alone]`` turns that off, to show what it is worth.
 """
 
 from __future__ import annotations
@@ -30,6 +38,18 @@ import subprocess
 import sys
 
 PREAMBLE = "import concurrent.futures, runtime, time, sys\nT = time.perf_counter\n"
+
+# --busy: a thread of the main interpreter running Python code throughout the try.
+BUSY = """
+import threading
+
+def _spin():
+    n = 0
+    while True:
+        n += 1
+
+threading.Thread(target=_spin, daemon=True).start()
+"""
 
 # The floor's own timer (runtime.bench.floor) starts with the threads: the same measure as
 # the bench's floor row, taken here in a fresh process.
@@ -74,10 +94,17 @@ PEERS = {
     "runtime.Executor[thread]": RUNTIME.replace("{backend}", "thread"),
 }
 
+# Only with --busy: the same start with the switch interval left as it is.
+UNTUNED = "runtime.Executor[subinterpreter, interval left alone]"
+UNTUNED_CODE = (
+    "import runtime._early\nruntime._early.FAST_SWITCH_INTERVAL = 1.0\n"
+    + RUNTIME.replace("{backend}", "subinterpreter")
+)
 
-def _try(code: str) -> float | None:
+
+def _try(code: str, busy: bool = False) -> float | None:
     done = subprocess.run(
-        [sys.executable, "-c", PREAMBLE + code],
+        [sys.executable, "-c", PREAMBLE + (BUSY if busy else "") + code],
         capture_output=True,
         text=True,
         timeout=120,
@@ -93,15 +120,17 @@ def _try(code: str) -> float | None:
 
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    busy = "--busy" in sys.argv
+    peers = {**PEERS, UNTUNED: UNTUNED_CODE} if busy else PEERS
     json_path = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
     if json_path in args:
         args.remove(json_path)
     rounds = int(args[0]) if args else 9
     workers = int(args[1]) if len(args) > 1 else 2
-    times: dict[str, list[float]] = {name: [] for name in PEERS}
+    times: dict[str, list[float]] = {name: [] for name in peers}
     for done_rounds in range(rounds):
-        for name, code in PEERS.items():
-            seconds = _try(code.replace("{workers}", str(workers)))
+        for name, code in peers.items():
+            seconds = _try(code.replace("{workers}", str(workers)), busy)
             if seconds is not None:
                 times[name].append(seconds * 1e3)
         print(f"\rround {done_rounds + 1}/{rounds}", end="", file=sys.stderr, flush=True)
@@ -112,33 +141,39 @@ def main() -> None:
         if v
     }
     print(
-        f"first result in a fresh process: Python {platform.python_version()}, {workers} workers, "
+        f"first result in a fresh process{', beside a busy thread' if busy else ''}: "
+        f"Python {platform.python_version()}, {workers} workers, "
         f"{os.cpu_count()} CPUs, median of {rounds} (min-max)"
     )
     for name, row in rows.items():
-        print(f"  {name:34} {row['median_ms']:7.1f} ms  ({row['min_ms']:.1f}-{row['max_ms']:.1f})")
+        print(f"  {name:54} {row['median_ms']:7.1f} ms  ({row['min_ms']:.1f}-{row['max_ms']:.1f})")
     ratios = {}
     for backend in ("subinterpreter", "thread"):
         ours = rows.get(f"runtime.Executor[{backend}]")
         if ours is None:
             continue
-        for peer in ("floor", "InterpreterPoolExecutor"):
+        yardsticks = ["floor", "InterpreterPoolExecutor"]
+        if backend == "subinterpreter":
+            yardsticks.append(UNTUNED)
+        for peer in yardsticks:
             if peer in rows:
                 key = f"runtime.Executor[{backend}] / {peer}"
                 ratios[key] = ours["median_ms"] / rows[peer]["median_ms"]
-                print(f"  {key:60} {ratios[key]:.2f}x")
+                print(f"  {key:90} {ratios[key]:.2f}x")
     if json_path:
         with open(json_path, "w") as f:
             json.dump(
                 {
                     "python": platform.python_version(),
                     "workers": workers,
+                    "busy": busy,
                     "cpus": os.cpu_count(),
                     "rounds": rounds,
                     "peers": rows,
                     "ratios": ratios,
                     "command": "python benchmarks/first_result_cold.py "
                     + " ".join(args)
+                    + (" --busy" if busy else "")
                     + (f" --json {os.path.relpath(json_path)}" if json_path else ""),
                 },
                 f,

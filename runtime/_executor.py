@@ -56,6 +56,7 @@ from threading import get_ident
 from ._early import (
     AUTO_SUBINTERPRETERS,
     DEFAULT_BOOT_TIMEOUT,
+    fast_switching,
     guard_main_import,
     interpreters_leak,
     resolve_workers,
@@ -430,7 +431,8 @@ class Executor(cf.Executor):
         early = start_interpreters(ahead, backend, injected=_capabilities is not None)
         try:
             if not _loaded:
-                _load()
+                with fast_switching:  # its imports wait for the GIL at each file they read
+                    _load()
             self._limits = Limits(
                 max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout
             )

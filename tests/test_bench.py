@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 import time
@@ -301,6 +302,28 @@ def test_cold_first_result_script_reports_every_peer(tmp_path: Path) -> None:
         assert row["n"] == 1
         assert 0 < row["min_ms"] <= row["median_ms"] <= row["max_ms"]
     assert "first result in a fresh process" in done.stdout
+
+
+def test_cold_first_result_script_beside_a_busy_thread(tmp_path: Path) -> None:
+    """--busy: a spinning thread in every try, and the row with the switch interval left alone."""
+    out = tmp_path / "busy.json"
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "first_result_cold.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "1", "2", "--busy", "--json", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(out.read_text())
+    assert doc["busy"] is True
+    assert doc["command"].endswith(f"--busy --json {os.path.relpath(out)}")
+    assert "beside a busy thread" in done.stdout
+    if sys.version_info >= (3, 13) and runtime.capabilities().subinterpreters:
+        untuned = "runtime.Executor[subinterpreter, interval left alone]"
+        assert untuned in doc["peers"]
+        assert f"runtime.Executor[subinterpreter] / {untuned}" in doc["ratios"]
 
 
 def test_aio_main_cpu_script_compares_both_peers() -> None:

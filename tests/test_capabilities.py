@@ -113,8 +113,11 @@ def test_capabilities_is_frozen():
 
 def test_capabilities_is_a_value():
     a = caps()
-    assert a == caps() and hash(a) == hash(caps()) and a != caps(cpu_count=5)
-    assert a.replace(cpu_count=5) == caps(cpu_count=5) and a.cpu_count == 4
+    assert a == caps()
+    assert hash(a) == hash(caps())
+    assert a != caps(cpu_count=5)
+    assert a.replace(cpu_count=5) == caps(cpu_count=5)
+    assert a.cpu_count == 4
     assert pickle.loads(pickle.dumps(a)) == a
     assert eval(repr(a), {"Capabilities": Capabilities}) == a
     assert list(a.as_dict()) == [
@@ -141,7 +144,12 @@ def test_detection_agrees_with_sysconfig_and_importlib():
 
     c = detect()
     assert c.free_threaded_build is bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
-    for name in ("_interpreters", "_xxsubinterpreters", "interpreters_backport", "no_such_module_xyz"):
+    for name in (
+        "_interpreters",
+        "_xxsubinterpreters",
+        "interpreters_backport",
+        "no_such_module_xyz",
+    ):
         assert _has_module(name) is (importlib.util.find_spec(name) is not None), name
     assert _has_module("concurrent.interpreters") is (
         importlib.util.find_spec("concurrent.interpreters") is not None

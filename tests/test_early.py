@@ -137,3 +137,98 @@ def test_a_cold_constructor_leaves_a_cpu_to_its_loading(monkeypatch, loaded, cpu
         assert list(ex.map(tasks.square, range(6))) == [n * n for n in range(6)]
     assert asked == [ahead]
     assert not _early_threads()
+
+
+# ---------------------------------------------------------------------- the switch interval
+@pytest.fixture
+def interval():
+    """The test's switch interval, restored afterwards whatever happens."""
+    saved = sys.getswitchinterval()
+    sys.setswitchinterval(0.005)
+    yield 0.005
+    sys.setswitchinterval(saved)
+
+
+def test_fast_switching_lowers_the_interval_while_any_thread_is_inside(interval):
+    entered, leave = threading.Event(), threading.Event()
+
+    def inside() -> None:
+        with _early.fast_switching:
+            entered.set()
+            leave.wait(10)
+
+    other = threading.Thread(target=inside)
+    other.start()
+    assert entered.wait(10)
+    assert sys.getswitchinterval() == pytest.approx(_early.FAST_SWITCH_INTERVAL)
+    with _early.fast_switching:  # a second user: the first one leaving must not restore it
+        leave.set()
+        other.join(10)
+        assert sys.getswitchinterval() == pytest.approx(_early.FAST_SWITCH_INTERVAL)
+    assert sys.getswitchinterval() == pytest.approx(interval)
+
+
+def test_fast_switching_leaves_alone_an_interval_the_program_set(interval):
+    with _early.fast_switching:
+        sys.setswitchinterval(0.002)  # the program's own choice, made meanwhile
+    assert sys.getswitchinterval() == pytest.approx(0.002)
+    sys.setswitchinterval(_early.FAST_SWITCH_INTERVAL / 2)  # already faster: not raised
+    with _early.fast_switching:
+        assert sys.getswitchinterval() == pytest.approx(_early.FAST_SWITCH_INTERVAL / 2)
+    assert sys.getswitchinterval() == pytest.approx(_early.FAST_SWITCH_INTERVAL / 2)
+
+
+def test_fast_switching_is_restored_when_the_block_raises(interval):
+    with pytest.raises(ValueError, match="boom"), _early.fast_switching:
+        raise ValueError("boom")
+    assert sys.getswitchinterval() == pytest.approx(interval)
+
+
+def test_workers_switch_fast_only_while_interpreters_are_created(
+    backend, interval, monkeypatch, tmp_path
+):
+    """Subinterpreter workers lower the interval while they boot and restore it; others never touch it."""
+    runtime.Executor(1, backend="thread").shutdown()  # loaded: a cold constructor switches fast too
+    calls: list[float] = []
+    real = sys.setswitchinterval
+
+    def recording(value: float) -> None:
+        calls.append(value)
+        real(value)
+
+    monkeypatch.setattr(sys, "setswitchinterval", recording)
+    with runtime.Executor(2, backend=backend) as ex:
+        assert ex.submit(tasks.square, 5).result(timeout=30) == 25
+        ex.wait_ready(timeout=30)
+        assert sys.getswitchinterval() == pytest.approx(interval)
+    runtime.Pool(tasks.Report(str(tmp_path / "out")), workers=2, backend=backend).run()
+    assert len(tasks.read_lines(str(tmp_path / "out"))) == 2
+    assert sys.getswitchinterval() == pytest.approx(interval)
+    if backend == "subinterpreter":
+        assert _early.FAST_SWITCH_INTERVAL in calls
+        assert calls[-1] == pytest.approx(interval)
+    else:
+        assert calls == []
+
+
+def test_a_worker_boots_beside_a_thread_that_never_releases_the_gil_by_itself(backend, interval):
+    """A thread of the main interpreter running Python code (an event loop's, the application's)."""
+    stop = threading.Event()
+
+    def spin() -> None:
+        n = 0
+        while not stop.is_set():
+            n += 1
+
+    spinner = threading.Thread(target=spin, daemon=True)
+    spinner.start()
+    try:
+        with runtime.Executor(2, backend=backend, max_tasks_per_worker=2) as ex:
+            # Six jobs, two per worker: recycling creates more workers beside the spinner.
+            assert [ex.submit(tasks.square, n).result(timeout=60) for n in range(6)] == [
+                n * n for n in range(6)
+            ]
+    finally:
+        stop.set()
+        spinner.join(10)
+    assert sys.getswitchinterval() == pytest.approx(interval)

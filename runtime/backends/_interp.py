@@ -10,7 +10,7 @@ import threading
 
 from .._early import (
     block_signals_in_this_thread,
-    create_interpreter,
+    boot_interpreter,
     destroy_interpreter,
     run_in_interpreter,
     worker_prelude,
@@ -38,19 +38,15 @@ class InterpreterWorker(WorkerHandle):
             self._thread = early.thread
             early.adopt(self._serve, name)
             return
-        self._code = worker_prelude() + serve
+        self._code = serve
         self._thread = threading.Thread(target=self._body, name=name, daemon=True)
         self._thread.start()
 
     def _body(self) -> None:
         # Created on the worker's own thread so that N workers start in parallel.
         block_signals_in_this_thread()
-        try:
-            interp = create_interpreter()
-        except BaseException as exc:
-            self._serve(None, exc)
-            return
-        self._serve(interp, None)
+        interp, failure = boot_interpreter(worker_prelude())
+        self._serve(interp, failure)
 
     def _serve(self, interp: Any, failure: BaseException | str | None) -> None:
         """Run the worker loop in ``interp`` (this thread), then destroy it.
