@@ -131,7 +131,7 @@ def test_weights_split_the_workers(backend, tmp_path, total, expected):
 
 def test_fraction_of_cpus():
     caps = runtime.capabilities()
-    fake = type(caps)(**{**caps.__dict__, "cpu_count": 8})
+    fake = caps.replace(cpu_count=8)
     pool = runtime.Pool(
         tasks.Report("/dev/null"), workers=0.5, backend="thread", _capabilities=fake
     )
