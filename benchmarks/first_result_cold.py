@@ -1,6 +1,6 @@
 """Time to the first result in a fresh process: each try is a new interpreter process.
 
-Usage: python benchmarks/first_result_cold.py [ROUNDS] [WORKERS] [--busy] [--json PATH]
+Usage: python benchmarks/first_result_cold.py [ROUNDS] [WORKERS] [--busy] [--loaded] [--json PATH]
 (defaults: 9 rounds, 2 workers).
 
 ``parallel-runtime bench --workloads first_result`` times a new executor inside one
@@ -26,6 +26,10 @@ about fifteen times, and a busy thread makes each wait up to the switch interval
 (5 ms); ``runtime`` lowers the interval while it creates interpreters
 (``runtime._early.FastSwitching``). The extra row ``runtime.Executor[subinterpreter,
 interval left alone]`` turns that off, to show what it is worth.
+
+``--loaded``: each try first builds (and shuts down) one executor of its peer, untimed,
+then times a second one: a long-running program starting an executor again (an async
+server's default executor after its idle timeout, a pool resized).
 """
 
 from __future__ import annotations
@@ -51,18 +55,30 @@ def _spin():
 threading.Thread(target=_spin, daemon=True).start()
 """
 
+# Each peer's code defines run(), which times one start and returns seconds. With
+# --loaded, run() runs once untimed first: the process has built one executor before.
+MAIN = """
+if __name__ == "__main__":
+    if {loaded}:
+        run()
+    print(run())
+"""
+
 # The floor's own timer (runtime.bench.floor) starts with the threads: the same measure as
 # the bench's floor row, taken here in a fresh process.
 FLOOR = """
 from runtime.bench.floor import available, first_result_s
 if available() is not None:
     sys.exit(3)
-print(first_result_s({workers}))
+
+def run():
+    return first_result_s({workers})
 """
 
 IPE = """
 from runtime.bench.workloads import tiny
-if __name__ == "__main__":
+
+def run():
     t0 = T()
     try:
         from concurrent.futures import InterpreterPoolExecutor
@@ -73,18 +89,21 @@ if __name__ == "__main__":
             sys.exit(3)
     ex = InterpreterPoolExecutor({workers})
     ex.submit(tiny, 1).result()
-    print(T() - t0)
+    seconds = T() - t0
     ex.shutdown()
+    return seconds
 """
 
 RUNTIME = """
 from runtime.bench.workloads import tiny
-if __name__ == "__main__":
+
+def run():
     t0 = T()
     ex = runtime.Executor({workers}, backend="{backend}")
     ex.submit(tiny, 1).result()
-    print(T() - t0)
+    seconds = T() - t0
     ex.shutdown()
+    return seconds
 """
 
 PEERS = {
@@ -102,9 +121,10 @@ UNTUNED_CODE = (
 )
 
 
-def _try(code: str, busy: bool = False) -> float | None:
+def _try(code: str, busy: bool = False, loaded: bool = False) -> float | None:
+    main = MAIN.replace("{loaded}", str(loaded))
     done = subprocess.run(
-        [sys.executable, "-c", PREAMBLE + (BUSY if busy else "") + code],
+        [sys.executable, "-c", PREAMBLE + (BUSY if busy else "") + code + main],
         capture_output=True,
         text=True,
         timeout=120,
@@ -121,6 +141,7 @@ def _try(code: str, busy: bool = False) -> float | None:
 def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     busy = "--busy" in sys.argv
+    loaded = "--loaded" in sys.argv
     peers = {**PEERS, UNTUNED: UNTUNED_CODE} if busy else PEERS
     json_path = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
     if json_path in args:
@@ -130,7 +151,7 @@ def main() -> None:
     times: dict[str, list[float]] = {name: [] for name in peers}
     for done_rounds in range(rounds):
         for name, code in peers.items():
-            seconds = _try(code.replace("{workers}", str(workers)), busy)
+            seconds = _try(code.replace("{workers}", str(workers)), busy, loaded)
             if seconds is not None:
                 times[name].append(seconds * 1e3)
         print(f"\rround {done_rounds + 1}/{rounds}", end="", file=sys.stderr, flush=True)
@@ -141,7 +162,8 @@ def main() -> None:
         if v
     }
     print(
-        f"first result in a fresh process{', beside a busy thread' if busy else ''}: "
+        f"first result in a {'process that built one before' if loaded else 'fresh process'}"
+        f"{', beside a busy thread' if busy else ''}: "
         f"Python {platform.python_version()}, {workers} workers, "
         f"{os.cpu_count()} CPUs, median of {rounds} (min-max)"
     )
@@ -167,6 +189,7 @@ def main() -> None:
                     "python": platform.python_version(),
                     "workers": workers,
                     "busy": busy,
+                    "loaded": loaded,
                     "cpus": os.cpu_count(),
                     "rounds": rounds,
                     "peers": rows,
@@ -174,6 +197,7 @@ def main() -> None:
                     "command": "python benchmarks/first_result_cold.py "
                     + " ".join(args)
                     + (" --busy" if busy else "")
+                    + (" --loaded" if loaded else "")
                     + (f" --json {os.path.relpath(json_path)}" if json_path else ""),
                 },
                 f,

@@ -293,6 +293,8 @@ def test_cold_first_result_script_reports_every_peer(tmp_path: Path) -> None:
     doc = json.loads(out.read_text())
     assert doc["workers"] == 2
     assert doc["rounds"] == 1
+    assert doc["busy"] is False
+    assert doc["loaded"] is False
     peers = doc["peers"]
     assert "runtime.Executor[thread]" in peers
     if sys.version_info >= (3, 13) and runtime.capabilities().subinterpreters:
@@ -305,11 +307,12 @@ def test_cold_first_result_script_reports_every_peer(tmp_path: Path) -> None:
 
 
 def test_cold_first_result_script_beside_a_busy_thread(tmp_path: Path) -> None:
-    """--busy: a spinning thread in every try, and the row with the switch interval left alone."""
+    """--busy: a spinning thread in every try, and the row with the switch interval left alone;
+    --loaded: a second executor, in a process that built one before."""
     out = tmp_path / "busy.json"
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "first_result_cold.py"
     done = subprocess.run(
-        [sys.executable, str(script), "1", "2", "--busy", "--json", str(out)],
+        [sys.executable, str(script), "1", "2", "--busy", "--loaded", "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=240,
@@ -318,8 +321,9 @@ def test_cold_first_result_script_beside_a_busy_thread(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     doc = json.loads(out.read_text())
     assert doc["busy"] is True
-    assert doc["command"].endswith(f"--busy --json {os.path.relpath(out)}")
-    assert "beside a busy thread" in done.stdout
+    assert doc["loaded"] is True
+    assert doc["command"].endswith(f"--busy --loaded --json {os.path.relpath(out)}")
+    assert "that built one before, beside a busy thread" in done.stdout
     if sys.version_info >= (3, 13) and runtime.capabilities().subinterpreters:
         untuned = "runtime.Executor[subinterpreter, interval left alone]"
         assert untuned in doc["peers"]
