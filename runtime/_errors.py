@@ -102,3 +102,10 @@ class ChannelEmpty(Error):
 
 class ChannelFull(Error):
     """``send_nowait`` found a bounded channel at capacity."""
+
+
+# Shown and pickled under their public name, however they were imported: runtime.Error.
+for _cls in list(globals().values()):
+    if isinstance(_cls, type) and issubclass(_cls, BaseException) and _cls.__module__ == __name__:
+        _cls.__module__ = "runtime"
+del _cls

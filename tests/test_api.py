@@ -31,6 +31,26 @@ def test_import_is_cheap():
     assert out.stdout.strip() == ""
 
 
+def test_errors_load_on_first_use_under_their_public_name():
+    """``import runtime`` (what every fresh worker does first) defines no classes; the errors
+    still show, pickle and compare as ``runtime.X`` whichever way they were imported."""
+    code = (
+        "import sys, pickle, runtime\n"
+        "assert [m for m in sys.modules if m.startswith('runtime.')] == ['runtime._lazy'], sys.modules\n"
+        "from runtime._errors import BootstrapError, WorkerCrashed\n"
+        "assert BootstrapError.__module__ == WorkerCrashed.__module__ == 'runtime'\n"
+        "assert runtime.BootstrapError is BootstrapError and issubclass(WorkerCrashed, runtime.Error)\n"
+        "e = pickle.loads(pickle.dumps(BootstrapError('boot failed', 'Traceback: ...')))\n"
+        "assert type(e) is BootstrapError and e.remote_traceback == 'Traceback: ...'\n"
+        "print(repr(runtime.ConfigurationError('bad')))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ConfigurationError('bad')"
+
+
 def test_cli_info_runs():
     out = subprocess.run(
         [sys.executable, "-m", "runtime", "info", "--json"],
