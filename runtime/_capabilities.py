@@ -11,6 +11,7 @@ import logging
 import sys
 
 from ._early import usable_cpu_count
+from ._frozen import Frozen
 
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
 TYPE_CHECKING = False
@@ -37,11 +38,10 @@ _FIELDS = (
 )
 
 
-class Capabilities:
+class Capabilities(Frozen):
     """A snapshot of what the running interpreter offers for parallel work.
 
-    Immutable. A plain class, not a dataclass: a new executor with thread workers
-    probes it, and on 3.13 importing ``dataclasses`` alone costs a fresh process 9 ms.
+    Immutable (:class:`~runtime._frozen.Frozen`): a new executor with thread workers probes it.
     """
 
     __slots__ = _FIELDS
@@ -91,26 +91,15 @@ class Capabilities:
 
     __replace__ = replace  # copy.replace() on 3.13+
 
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Capabilities is immutable: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Capabilities is immutable: cannot delete {name!r}")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Capabilities):
-            return NotImplemented
-        return self.as_dict() == other.as_dict()
-
-    def __hash__(self) -> int:
-        return hash(tuple(self.as_dict().values()))
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in _FIELDS)
 
     def __repr__(self) -> str:
         inner = ", ".join(f"{name}={value!r}" for name, value in self.as_dict().items())
         return f"Capabilities({inner})"
 
     def __reduce__(self) -> tuple[object, ...]:
-        return (Capabilities, tuple(self.as_dict().values()))
+        return (Capabilities, self._fields())
 
 
 def _free_threaded_build() -> bool:

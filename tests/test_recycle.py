@@ -131,6 +131,11 @@ def test_limits_are_validated_and_sizes_parsed():
     with runtime.Executor(1, backend="thread", max_worker_memory="512M") as ex:
         assert ex._limits.max_worker_memory == 512 * MB
         assert ex._limits == _lifecycle.Limits(None, 512 * MB, None, 60.0)
+        assert hash(ex._limits) == hash(_lifecycle.Limits(None, 512 * MB, None, 60.0))
+        with pytest.raises(AttributeError, match="Limits is immutable"):
+            ex._limits.boot_timeout = None  # type: ignore[misc]
+        with pytest.raises(AttributeError, match="Limits is immutable"):
+            del ex._limits.boot_timeout  # type: ignore[misc]
 
 
 def test_recycled_counter_is_exported_in_metrics():
