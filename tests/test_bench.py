@@ -278,19 +278,23 @@ def test_main_side_cpu_excludes_the_workers() -> None:
     assert main_side_us(None, after, set(), 1) is None
 
 
-def test_cold_first_result_script_reports_every_peer(tmp_path: Path) -> None:
-    """benchmarks/first_result_cold.py: fresh processes per try, medians and ratios in JSON."""
-    out = tmp_path / "cold.json"
+def _first_result_cold(out: Path, *options: str) -> tuple[dict[str, Any], str]:
+    """Run benchmarks/first_result_cold.py for 1 round of 2 workers; its JSON and its stdout."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "first_result_cold.py"
     done = subprocess.run(
-        [sys.executable, str(script), "1", "2", "--json", str(out)],
+        [sys.executable, str(script), "1", "2", *options, "--json", str(out)],
         capture_output=True,
         text=True,
         timeout=240,
         check=False,
     )
     assert done.returncode == 0, done.stderr
-    doc = json.loads(out.read_text())
+    return json.loads(out.read_text()), done.stdout
+
+
+def test_cold_first_result_script_reports_every_peer(tmp_path: Path) -> None:
+    """benchmarks/first_result_cold.py: fresh processes per try, medians and ratios in JSON."""
+    doc, stdout = _first_result_cold(tmp_path / "cold.json")
     assert doc["workers"] == 2
     assert doc["rounds"] == 1
     assert doc["busy"] is False
@@ -303,27 +307,18 @@ def test_cold_first_result_script_reports_every_peer(tmp_path: Path) -> None:
     for row in peers.values():
         assert row["n"] == 1
         assert 0 < row["min_ms"] <= row["median_ms"] <= row["max_ms"]
-    assert "first result in a fresh process" in done.stdout
+    assert "first result in a fresh process" in stdout
 
 
 def test_cold_first_result_script_beside_a_busy_thread(tmp_path: Path) -> None:
     """--busy: a spinning thread in every try, and the row with the switch interval left alone;
     --loaded: a second executor, in a process that built one before."""
     out = tmp_path / "busy.json"
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "first_result_cold.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "1", "2", "--busy", "--loaded", "--json", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    doc = json.loads(out.read_text())
+    doc, stdout = _first_result_cold(out, "--busy", "--loaded")
     assert doc["busy"] is True
     assert doc["loaded"] is True
     assert doc["command"].endswith(f"--busy --loaded --json {os.path.relpath(out)}")
-    assert "that built one before, beside a busy thread" in done.stdout
+    assert "that built one before, beside a busy thread" in stdout
     if sys.version_info >= (3, 13) and runtime.capabilities().subinterpreters:
         untuned = "runtime.Executor[subinterpreter, interval left alone]"
         assert untuned in doc["peers"]
