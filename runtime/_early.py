@@ -32,12 +32,12 @@ import os
 import sys
 import threading
 
-from ._errors import ConfigurationError
-
 TYPE_CHECKING = False  # not typing's: this module loads before the rest on purpose
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
+
+    from ._errors import ConfigurationError
 
 __all__ = [
     "AUTO_SUBINTERPRETERS",
@@ -62,12 +62,20 @@ __all__ = [
 DEFAULT_BOOT_TIMEOUT = 60.0
 
 
+def _config_error(message: str) -> ConfigurationError:
+    # The errors load with the first one: a new executor's first steps import nothing more.
+    from ._errors import ConfigurationError
+
+    return ConfigurationError(message)
+
+
 def guard_main_import(what: str) -> None:
     """Refuse to build a pool or executor while a worker re-imports the main script."""
-    from ._worker import importing_main
-
-    if importing_main():
-        raise ConfigurationError(
+    # Only a worker re-imports a main script, and every worker runs the worker module:
+    # where it is not loaded yet, nothing is being re-imported (and it loads later).
+    worker = sys.modules.get("runtime._worker")
+    if worker is not None and worker.importing_main():
+        raise _config_error(
             f"a {what} was created while a worker re-imported the main script; put the code that "
             "creates it under `if __name__ == '__main__':`"
         )
@@ -107,21 +115,19 @@ def usable_cpu_count() -> int:
 def resolve_workers(workers: int | float, cpu_count: int) -> int:
     """An int >= 1 is a count; a float in (0, 1] is a fraction of the usable CPUs (at least 1)."""
     if isinstance(workers, bool):
-        raise ConfigurationError(
-            f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}"
-        )
+        raise _config_error(f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}")
     if isinstance(workers, int):
         if workers < 1:
-            raise ConfigurationError(f"workers must be >= 1, got {workers}")
+            raise _config_error(f"workers must be >= 1, got {workers}")
         return workers
     if isinstance(workers, float):
         if not (0.0 < workers <= 1.0) or math.isnan(workers):
-            raise ConfigurationError(
+            raise _config_error(
                 f"a fractional worker count must be in (0, 1] (a share of the {cpu_count} usable "
                 f"CPUs), got {workers}; pass an int for an absolute count"
             )
         return max(1, math.floor(cpu_count * workers + 1e-9))
-    raise ConfigurationError(f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}")
+    raise _config_error(f"workers must be an int >= 1 or a float in (0, 1], got {workers!r}")
 
 
 def interpreters_leak(backend: str, version: tuple[int, ...] | None = None) -> bool:
@@ -254,11 +260,13 @@ def block_signals_in_this_thread() -> None:
     Python runs handlers only in the main thread anyway; a signal that lands on a thread
     running a subinterpreter interrupts it for nothing, and at worst races its teardown.
     """
-    import signal
+    # _signal, not signal: signal's enums cost a new executor's first thread 0.4-0.7 ms
+    # before it can start creating its interpreter.
+    import _signal  # type: ignore[import-not-found, unused-ignore]  # no stubs: signal.py is its front
 
-    if hasattr(signal, "pthread_sigmask"):
+    if hasattr(_signal, "pthread_sigmask"):
         try:  # noqa: SIM105 - contextlib is not loaded yet on this path
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+            _signal.pthread_sigmask(_signal.SIG_BLOCK, {_signal.SIGINT, _signal.SIGTERM})
         except (OSError, ValueError):
             pass
 

@@ -56,20 +56,13 @@ from threading import get_ident
 from ._early import (
     AUTO_SUBINTERPRETERS,
     DEFAULT_BOOT_TIMEOUT,
+    _config_error,
     fast_switching,
     guard_main_import,
     interpreters_leak,
     resolve_workers,
     start_interpreters,
     usable_cpu_count,
-)
-from ._errors import (
-    BackendUnavailable,
-    BootstrapError,
-    ConfigurationError,
-    ExecutorShutdown,
-    NotTransferable,
-    WorkerCrashed,
 )
 from ._wire import DONE as _DONE
 from ._wire import (
@@ -98,6 +91,13 @@ if TYPE_CHECKING:
         warn_if_gil_returned,
     )
     from ._early import EarlyInterpreter
+    from ._errors import (
+        BackendUnavailable,
+        BootstrapError,
+        ExecutorShutdown,
+        NotTransferable,
+        WorkerCrashed,
+    )
     from ._hub import Hub
     from ._inbox import Inbox
     from ._lifecycle import Limits
@@ -144,6 +144,8 @@ def _load() -> None:
     global init_spec, next_worker_id, pack_bootstrap, resolve_backend, warn_if_gil_returned
     global Hub, Inbox, Limits, culprit, mode_for, pickle_for, pickling_hint
     global WorkerHandle, create_worker, join_all, ExecutorOps, _loaded
+    global BackendUnavailable, BootstrapError, ExecutorShutdown
+    global NotTransferable, WorkerCrashed
     from ._common import (
         bootstrap_name,
         close_at_exit,
@@ -152,6 +154,13 @@ def _load() -> None:
         pack_bootstrap,
         resolve_backend,
         warn_if_gil_returned,
+    )
+    from ._errors import (
+        BackendUnavailable,
+        BootstrapError,
+        ExecutorShutdown,
+        NotTransferable,
+        WorkerCrashed,
     )
     from ._hub import Hub
     from ._inbox import Inbox
@@ -417,10 +426,10 @@ class Executor(cf.Executor):
         guard_main_import("Executor")
         if max_workers is not None:  # the concurrent.futures spelling
             if workers is not None:
-                raise ConfigurationError("pass workers or max_workers, not both")
+                raise _config_error("pass workers or max_workers, not both")
             workers = max_workers
         if not isinstance(max_batch, int) or isinstance(max_batch, bool) or max_batch < 1:
-            raise ConfigurationError(f"max_batch must be an int >= 1, got {max_batch!r}")
+            raise _config_error(f"max_batch must be an int >= 1, got {max_batch!r}")
         cpus = usable_cpu_count() if _capabilities is None else _capabilities.cpu_count
         self._count = resolve_workers(cpus if workers is None else workers, cpus)
         # Interpreters take longer to create than the rest of the package takes to load

@@ -19,11 +19,15 @@ backwards when a component goes away.
 
 from __future__ import annotations
 
-import bisect
 import collections
 import itertools
 import threading
 import weakref
+
+try:  # the C function: bisect.py is one more file for a new executor to import
+    from _bisect import bisect_left
+except ImportError:  # pragma: no cover - a build without the C module
+    from bisect import bisect_left
 
 from ._catalog import DURATION_BUCKETS, METRICS
 from ._failure import FailureReports
@@ -73,7 +77,7 @@ class Histogram:
 
     def observe(self, value: float, n: int = 1) -> None:
         # bisect_left: a value equal to a bound belongs to that bucket (Prometheus "le").
-        self.counts[bisect.bisect_left(self.bounds, value)] += n
+        self.counts[bisect_left(self.bounds, value)] += n
         self.sum += value * n
 
     def snapshot(self) -> HistogramSnapshot:
