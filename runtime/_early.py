@@ -76,8 +76,8 @@ def guard_main_import(what: str) -> None:
     worker = sys.modules.get("runtime._worker")
     if worker is not None and worker.importing_main():
         raise _config_error(
-            f"a {what} was created while a worker re-imported the main script; put the code that "
-            "creates it under `if __name__ == '__main__':`"
+            f"{'an' if what[0] in 'AEIOU' else 'a'} {what} was created while a worker re-imported "
+            "the main script; put the code that creates it under `if __name__ == '__main__':`"
         )
 
 

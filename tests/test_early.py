@@ -47,6 +47,36 @@ def test_a_fresh_process_gets_its_first_result_on_every_backend(backend):
     assert done.stdout.split() == ["49", "[0,", "1,", "4,", "9]"]
 
 
+def test_a_script_without_a_main_guard_gets_the_hint(backend, tmp_path):
+    """A worker that re-imports such a script meets its top-level Executor: one clear error.
+
+    The check must hold although a new executor no longer imports the worker module
+    before it starts (a worker always has it loaded; the main interpreter may not).
+    """
+    script = tmp_path / "unguarded.py"
+    script.write_text(
+        "import runtime\n"
+        "def inc(x):\n"
+        "    return x + 1\n"
+        f"ex = runtime.Executor(1, backend={backend!r})\n"
+        "try:\n"
+        "    print('result', ex.submit(inc, 1).result(timeout=30))\n"
+        "except runtime.Error as exc:\n"
+        "    print('error', type(exc).__name__, exc)\n"
+        "ex.shutdown()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=50, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    if backend == "thread":  # thread workers share the main interpreter: nothing is re-imported
+        assert done.stdout.split() == ["result", "2"]
+    else:
+        assert done.stdout.startswith("error NotTransferable "), done.stdout
+        assert "an Executor was created while a worker re-imported the main script" in done.stdout
+        assert "if __name__ == '__main__':" in done.stdout
+
+
 @needs_early
 def test_workers_run_in_the_interpreters_created_ahead():
     with runtime.Executor(2, backend="subinterpreter") as ex:
