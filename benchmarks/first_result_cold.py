@@ -1,6 +1,7 @@
 """Time to the first result in a fresh process: each try is a new interpreter process.
 
-Usage: python benchmarks/first_result_cold.py [ROUNDS] [WORKERS] [--busy] [--loaded] [--json PATH]
+Usage: python benchmarks/first_result_cold.py [ROUNDS] [WORKERS] [--busy] [--loaded]
+[--pythons A,B] [--json PATH]
 (defaults: 9 rounds, 2 workers).
 
 ``parallel-runtime bench --workloads first_result`` times a new executor inside one
@@ -30,6 +31,11 @@ interval left alone]`` turns that off, to show what it is worth.
 ``--loaded``: each try first builds (and shuts down) one executor of its peer, untimed,
 then times a second one: a long-running program starting an executor again (an async
 server's default executor after its idle timeout, a pool resized).
+
+``--pythons A,B``: an A/B of two builds of the package instead of the peers. Each of A
+and B is a Python executable (say, two venvs, each with one build's wheel installed);
+the rows are the floor (under A) and ``runtime.Executor[subinterpreter] A`` and ``B``,
+interleaved round by round, with the ratio ``B / A``.
 """
 
 from __future__ import annotations
@@ -121,10 +127,12 @@ UNTUNED_CODE = (
 )
 
 
-def _try(code: str, busy: bool = False, loaded: bool = False) -> float | None:
+def _try(
+    code: str, busy: bool = False, loaded: bool = False, python: str = sys.executable
+) -> float | None:
     main = MAIN.replace("{loaded}", str(loaded))
     done = subprocess.run(
-        [sys.executable, "-c", PREAMBLE + (BUSY if busy else "") + code + main],
+        [python, "-c", PREAMBLE + (BUSY if busy else "") + code + main],
         capture_output=True,
         text=True,
         timeout=120,
@@ -142,16 +150,30 @@ def main() -> None:
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     busy = "--busy" in sys.argv
     loaded = "--loaded" in sys.argv
-    peers = {**PEERS, UNTUNED: UNTUNED_CODE} if busy else PEERS
     json_path = sys.argv[sys.argv.index("--json") + 1] if "--json" in sys.argv else None
     if json_path in args:
         args.remove(json_path)
+    pythons = (
+        sys.argv[sys.argv.index("--pythons") + 1].split(",") if "--pythons" in sys.argv else []
+    )
+    if pythons:
+        args.remove(",".join(pythons))
+    # name -> (code, the Python that runs it)
+    peers: dict[str, tuple[str, str]]
+    if pythons:
+        ours = RUNTIME.replace("{backend}", "subinterpreter")
+        peers = {"floor": (FLOOR, pythons[0])}
+        for i, python in enumerate(pythons):
+            peers[f"runtime.Executor[subinterpreter] {chr(65 + i)}"] = (ours, python)
+    else:
+        chosen = {**PEERS, UNTUNED: UNTUNED_CODE} if busy else PEERS
+        peers = {name: (code, sys.executable) for name, code in chosen.items()}
     rounds = int(args[0]) if args else 9
     workers = int(args[1]) if len(args) > 1 else 2
     times: dict[str, list[float]] = {name: [] for name in peers}
     for done_rounds in range(rounds):
-        for name, code in peers.items():
-            seconds = _try(code.replace("{workers}", str(workers)), busy, loaded)
+        for name, (code, python) in peers.items():
+            seconds = _try(code.replace("{workers}", str(workers)), busy, loaded, python)
             if seconds is not None:
                 times[name].append(seconds * 1e3)
         print(f"\rround {done_rounds + 1}/{rounds}", end="", file=sys.stderr, flush=True)
@@ -170,6 +192,22 @@ def main() -> None:
     for name, row in rows.items():
         print(f"  {name:54} {row['median_ms']:7.1f} ms  ({row['min_ms']:.1f}-{row['max_ms']:.1f})")
     ratios = {}
+    builds = {
+        chr(65 + i): rows.get(f"runtime.Executor[subinterpreter] {chr(65 + i)}")
+        for i in range(len(pythons))
+    }
+    for i, python in enumerate(pythons):
+        print(f"  {chr(65 + i)}: {python}")
+    for label, ours in builds.items():
+        if ours is not None and "floor" in rows:
+            key = f"runtime.Executor[subinterpreter] {label} / floor"
+            ratios[key] = ours["median_ms"] / rows["floor"]["median_ms"]
+            print(f"  {key:90} {ratios[key]:.2f}x")
+    for label, ours in builds.items():
+        if label != "A" and ours is not None and builds["A"] is not None:
+            key = f"{label} / A"
+            ratios[key] = ours["median_ms"] / builds["A"]["median_ms"]
+            print(f"  {key:90} {ratios[key]:.2f}x")
     for backend in ("subinterpreter", "thread"):
         ours = rows.get(f"runtime.Executor[{backend}]")
         if ours is None:
@@ -190,6 +228,7 @@ def main() -> None:
                     "workers": workers,
                     "busy": busy,
                     "loaded": loaded,
+                    "pythons": pythons,
                     "cpus": os.cpu_count(),
                     "rounds": rounds,
                     "peers": rows,
@@ -198,6 +237,7 @@ def main() -> None:
                     + " ".join(args)
                     + (" --busy" if busy else "")
                     + (" --loaded" if loaded else "")
+                    + (f" --pythons {','.join(pythons)}" if pythons else "")
                     + (f" --json {os.path.relpath(json_path)}" if json_path else ""),
                 },
                 f,

@@ -325,6 +325,26 @@ def test_cold_first_result_script_beside_a_busy_thread(tmp_path: Path) -> None:
         assert f"runtime.Executor[subinterpreter] / {untuned}" in doc["ratios"]
 
 
+@pytest.mark.skipif(
+    sys.version_info < (3, 13) or not runtime.capabilities().subinterpreters,
+    reason="the A/B times subinterpreter executors and the floor",
+)
+def test_cold_first_result_script_compares_two_builds(tmp_path: Path) -> None:
+    """--pythons A,B: the floor and our subinterpreter executor under each interpreter, B / A."""
+    both = f"{sys.executable},{sys.executable}"
+    out = tmp_path / "ab.json"
+    doc, stdout = _first_result_cold(out, "--pythons", both)
+    assert doc["pythons"] == [sys.executable, sys.executable]
+    a, b = (f"runtime.Executor[subinterpreter] {label}" for label in "AB")
+    assert set(doc["peers"]) == {"floor", a, b}
+    assert all(row["n"] == 1 for row in doc["peers"].values())
+    ratio = doc["peers"][b]["median_ms"] / doc["peers"][a]["median_ms"]
+    assert doc["ratios"]["B / A"] == pytest.approx(ratio)
+    assert f"{b} / floor" in doc["ratios"]
+    assert doc["command"].endswith(f"--pythons {both} --json {os.path.relpath(out)}")
+    assert f"A: {sys.executable}" in stdout
+
+
 def test_aio_main_cpu_script_compares_both_peers() -> None:
     """benchmarks/aio_main_cpu.py runs both offloading peers on one loop and prints the ratio."""
     script = Path(__file__).resolve().parents[1] / "benchmarks" / "aio_main_cpu.py"
