@@ -64,15 +64,6 @@ from ._early import (
     start_interpreters,
     usable_cpu_count,
 )
-from ._wire import DONE as _DONE
-from ._wire import (
-    MARSHAL_TAG,
-    calls_frame,
-    decode_exception,
-    encode_exception,
-    pack_calls,
-)
-from ._wire import _pickle as pickle_pair  # (dumps, loads), imported on first use
 
 # Not typing.TYPE_CHECKING: see _load() for why this module keeps its imports few.
 TYPE_CHECKING = False
@@ -104,6 +95,15 @@ if TYPE_CHECKING:
     from ._pickling import culprit, mode_for
     from ._pickling import dumps as pickle_for
     from ._pickling import hint as pickling_hint
+    from ._wire import DONE as _DONE
+    from ._wire import (
+        MARSHAL_TAG,
+        calls_frame,
+        decode_exception,
+        encode_exception,
+        pack_calls,
+    )
+    from ._wire import _pickle as pickle_pair
     from .backends import WorkerHandle, create_worker, join_all
     from .ops._executor_ops import ExecutorOps
 
@@ -146,6 +146,8 @@ def _load() -> None:
     global WorkerHandle, create_worker, join_all, ExecutorOps, _loaded
     global BackendUnavailable, BootstrapError, ExecutorShutdown
     global NotTransferable, WorkerCrashed
+    global _DONE, MARSHAL_TAG, calls_frame, decode_exception, encode_exception, pack_calls
+    global pickle_pair
     from ._common import (
         bootstrap_name,
         close_at_exit,
@@ -168,6 +170,15 @@ def _load() -> None:
     from ._pickling import culprit, mode_for
     from ._pickling import dumps as pickle_for
     from ._pickling import hint as pickling_hint
+    from ._wire import DONE as _DONE
+    from ._wire import (
+        MARSHAL_TAG,
+        calls_frame,
+        decode_exception,
+        encode_exception,
+        pack_calls,
+    )
+    from ._wire import _pickle as pickle_pair  # (dumps, loads), imported on first use
     from .backends import WorkerHandle, create_worker, join_all
     from .ops._executor_ops import ExecutorOps
 
