@@ -4,7 +4,8 @@ Usage: python benchmarks/aio_main_cpu.py [TASKS] [CALLS] [ROUNDS]
 (defaults: 16 tasks, 300 calls per task for runtime, half as many for anyio, 5 rounds).
 
 The shape of a server that offloads one job per request: TASKS asyncio tasks, each
-awaiting tiny calls one after the other. Measured per thread from ``/proc/self/task``:
+awaiting tiny calls one after the other. Measured per thread (``runtime.bench.cpu``: every
+thread in ``/proc/self/task``, each by its own CPU-time clock, in nanoseconds):
 the CPU of every thread of this process except the workers (runtime's worker threads,
 anyio's worker threads), that is the event loop plus any helper thread, divided by the
 calls made. Median of ROUNDS; both peers in one process, on one loop.
@@ -23,22 +24,10 @@ import time
 import anyio.to_process
 
 import runtime.aio
+from runtime.bench.cpu import main_side_us, thread_cpu_ns
 from runtime.bench.workloads import tiny
 
 _WORKERS = ("runtime-interp-worker-", "runtime-thread-worker-", "AnyIO worker thread")
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _thread_ticks() -> dict[int, int]:
-    ticks = {}
-    for tid in os.listdir("/proc/self/task"):
-        try:
-            with open(f"/proc/self/task/{tid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:  # the thread ended meanwhile
-            continue
-        ticks[int(tid)] = int(fields[11]) + int(fields[12])
-    return ticks
 
 
 def _worker_tids() -> set[int]:
@@ -62,13 +51,14 @@ async def _measure(call: object, tasks: int, calls: int, rounds: int) -> tuple[f
     cpu, wall = [], []
     for _ in range(rounds):
         workers = _worker_tids()
-        before = _thread_ticks()
+        before = thread_cpu_ns()
         start = time.perf_counter()
         await _run(call, tasks, calls)
         elapsed = time.perf_counter() - start
-        after = _thread_ticks()
-        ticks = sum(n - before.get(tid, 0) for tid, n in after.items() if tid not in workers)
-        cpu.append(ticks / _TICK / (tasks * calls) * 1e6)
+        used = main_side_us(before, thread_cpu_ns(), workers, tasks * calls)
+        if used is None:
+            raise SystemExit("this system does not show its threads' CPU time (/proc/self/task)")
+        cpu.append(used)
         wall.append(elapsed / (tasks * calls) * 1e6)
     return statistics.median(cpu), statistics.median(wall)
 

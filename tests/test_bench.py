@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -245,8 +246,6 @@ def test_target_ratios_name_the_yardsticks(tiny_doc: dict[str, Any]) -> None:
 
 def test_main_side_cpu_excludes_the_workers() -> None:
     """A busy thread counts on the main side unless it is named as a worker."""
-    import threading
-
     stop = threading.Event()
     started = threading.Event()
 
@@ -260,7 +259,7 @@ def test_main_side_cpu_excludes_the_workers() -> None:
     started.wait(10)
     try:
         before = thread_cpu_ns()
-        # CPU of our own meanwhile: the kernel counts it in 10 ms ticks, and the spinner
+        # CPU of our own meanwhile (10 ms ticks where only /proc's stat tells), and the spinner
         # holds the GIL half the time, so spend a known amount of this thread's CPU.
         mine = time.thread_time()
         while time.thread_time() - mine < 0.05:
@@ -276,6 +275,19 @@ def test_main_side_cpu_excludes_the_workers() -> None:
     assert without is not None
     assert everyone >= without > 0
     assert main_side_us(None, after, set(), 1) is None
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc/self/task is Linux's")
+def test_thread_cpu_reads_each_threads_own_clock() -> None:
+    """Nanoseconds from the thread's CPU-time clock, not 10 ms ticks: the same clock as thread_time_ns."""
+    me = threading.get_native_id()
+    first = thread_cpu_ns()
+    own = time.thread_time_ns()
+    second = thread_cpu_ns()
+    assert first is not None
+    assert second is not None
+    # Ticks would round down to 10 ms and fall behind the thread's own clock.
+    assert first[me] <= own <= second[me]
 
 
 def _first_result_cold(out: Path, *options: str) -> tuple[dict[str, Any], str]:
