@@ -10,9 +10,12 @@ awaits a result, watches the inbox's fd like any socket (``loop.add_reader`` on
 asyncio, ``trio.lowlevel.wait_readable`` in a system task on trio), and completes the
 futures in its own thread: one wake-up, no helper thread, no self-pipe write.
 
-The role is held only while a task of the loop awaits (a count), and given back as
-soon as none does, so a loop that stops running never keeps the executor's other
-users (threads, done-callbacks, shutdown) waiting. Between two back-to-back awaits
+The role is held only while a task of the loop awaits (a count). When none does, it
+stays reserved for the loop's thread for a moment (``runtime._inbox``'s reservation,
+2 ms), so that back-to-back awaits do not re-arm and disarm the hub's watch for every
+call; the hub breaks a reservation that nobody claims, so a loop that stops running
+keeps the executor's other users (threads, done-callbacks, shutdown) waiting at most
+that long. Between two back-to-back awaits
 the fd stays registered with the loop; a wake-up while the role is not held removes
 it. The loop watches a ``dup`` of the inbox's fd, so the executor may close its own at
 any time; the loop's copy is closed in the loop thread when the executor goes away
@@ -80,7 +83,12 @@ class _Reader:
         self.count -= 1
         if self.count == 0 and self.holding:
             self.holding = False
-            self.inbox.release()
+            # Kept reserved for this thread for a moment (runtime._inbox): a task that got
+            # its result usually awaits another at once, and then takes the role back
+            # without re-arming and disarming the hub's watch (two syscalls a call). The
+            # hub breaks a reservation that nobody claims, so other users still wait at
+            # most that moment, even if this loop stops running.
+            self.inbox.release(linger=True)
 
     def _start(self) -> bool:
         """Make sure the loop watches the inbox; False if it cannot."""

@@ -2,7 +2,7 @@
 
 While a task awaits a ``runtime.Executor`` result, the loop holds the executor inbox's
 reader role: no helper thread reads for it, other threads' waits are served by it, and it
-gives the role back as soon as nothing awaits.
+gives the role back when nothing awaits (kept reserved for a moment, which the hub breaks).
 """
 
 from __future__ import annotations
@@ -119,6 +119,50 @@ async def test_run_sync_gives_the_role_back_and_cancels_cleanly(backend: str) ->
         assert default.executor._inbox._state != _inbox._READING
     finally:
         await runtime.aio.aclose_default_executor()
+
+
+needs_reservations = pytest.mark.skipif(
+    not _inbox._RESERVABLE, reason="reservations need the hub's timerfd (Linux, 3.13+)"
+)
+
+
+@needs_reservations
+async def test_back_to_back_awaits_keep_the_role_without_rearming_the_hub(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between two awaits the role stays reserved for the loop's thread: no epoll_ctl pair per call."""
+    monkeypatch.setattr(_inbox, "RESERVATION_GRACE", 5.0)  # a slow machine must not break it
+    async with open_executor(workers=1, backend=backend) as ex:
+        executor = await _warm(ex)
+        inbox = executor._inbox
+        assert await ex.run(h.square, 1) == 1
+        arms: list[int] = []
+        arm = inbox._arm
+        monkeypatch.setattr(inbox, "_arm", lambda: (arms.append(1), arm())[1])
+        for i in range(20):
+            assert await ex.run(h.square, i) == i * i
+            assert inbox._state == _inbox._RESERVED
+            assert inbox._holder == threading.get_ident()
+        assert arms == []
+
+
+@needs_reservations
+async def test_a_lingering_loop_that_blocks_does_not_hold_up_other_threads(backend: str) -> None:
+    """The loop kept the role reserved, then blocked in code of its own: the hub takes over."""
+    async with open_executor(workers=1, backend=backend) as ex:
+        executor = await _warm(ex)
+        assert await ex.run(h.square, 2) == 4
+        assert executor._inbox._state == _inbox._RESERVED
+        done = threading.Event()
+
+        def submit_from_a_thread() -> None:
+            executor.submit(h.square, 7).add_done_callback(lambda _f: done.set())
+
+        helper = threading.Thread(target=submit_from_a_thread)
+        helper.start()
+        # The loop's thread blocks here, awaiting nothing: only the hub can read now.
+        assert done.wait(20)
+        helper.join(20)
 
 
 def test_a_thread_waits_while_no_loop_runs() -> None:
