@@ -507,6 +507,7 @@ class Executor(cf.Executor):
         self._all_exited = threading.Event()
         self._hub = Hub(name="runtime-executor-hub")
         self._inbox = Inbox(self._hub)
+        self._inbox.others_in_flight = self._jobs_in_flight
         if self.backend != "subinterpreter":
             for interp in early:
                 interp.discard()
@@ -1062,6 +1063,13 @@ class Executor(cf.Executor):
             pass  # the worker is gone: _on_closed fails this batch and replaces the worker
         if worker.budget is not None:  # the only per-batch cost of recycling
             self._spend(worker, len(batch))
+
+    def _jobs_in_flight(self) -> bool:
+        """Whether any job is queued or running: a racy read, which only decides whether a
+        reader that is done keeps the inbox's role reserved (see ``Inbox.release``)."""
+        if self._pending:
+            return True
+        return any(worker.inflight for worker in list(self._workers.values()))
 
     def _maybe_finish(self) -> None:
         if not self._shutdown:

@@ -86,6 +86,10 @@ else:  # reservations need a timer the hub can sleep on (os.timerfd_create, Linu
 _RESERVABLE = NESTABLE and sys.version_info >= (3, 13) and hasattr(os, "timerfd_create")
 
 
+def _nothing() -> bool:
+    return False
+
+
 class Inbox:
     """The read ends of a group of workers' pipes, and who reads them."""
 
@@ -103,6 +107,9 @@ class Inbox:
         self._dirty = False  # a reader was interrupted: buffered messages may wait
         self._on_close: list[Callable[[], None]] = []
         self.closed = False
+        # Whether others' work may still arrive (the executor's jobs in flight): a reader
+        # that is done keeps no reservation then, so nobody waits for it to come back.
+        self.others_in_flight: Callable[[], bool] = _nothing
         self.timer_fd: int | None = None
         if self.nested:
             self._ep = select.epoll()
@@ -237,9 +244,12 @@ class Inbox:
         except (OSError, ValueError):  # the hub has closed its poller
             pass
 
-    def hold(self) -> bool:
-        """Take the reader role for this thread: free, or reserved by this thread."""
-        return self._take(steal=False)
+    def hold(self, *, steal: bool = False) -> bool:
+        """Take the reader role for this thread: free, or reserved by this thread.
+
+        ``steal``: or reserved by any thread, as a waiting caller does (see :meth:`wait`).
+        """
+        return self._take(steal=steal)
 
     def _take(self, *, steal: bool) -> bool:
         if not self.nested or self.closed:
@@ -259,10 +269,12 @@ class Inbox:
 
         ``linger`` keeps it reserved for this thread instead (see :meth:`reserve`): a
         caller that just got its result usually submits again at once, and a lingering
-        reservation spares it disarming and re-arming the hub for every call.
+        reservation spares it disarming and re-arming the hub for every call. Only while
+        nothing else is in flight: others' results must not wait for this thread to come
+        back (or for the hub to break the reservation).
         """
         with self._mutex:
-            if not linger or not _RESERVABLE or self.closed:
+            if not linger or not _RESERVABLE or self.closed or self.others_in_flight():
                 self._free()
                 return
             self._state = _RESERVED

@@ -71,7 +71,9 @@ class _Reader:
     def enter(self) -> None:
         """A task starts awaiting a result of this inbox's executor."""
         self.count += 1
-        if self.count != 1 or not self.usable or not self.inbox.hold():
+        # An idle reservation of another thread is taken over, as a waiting caller does:
+        # that thread finds the role taken when it comes to wait, and this loop serves it.
+        if self.count != 1 or not self.usable or not self.inbox.hold(steal=True):
             return
         self.holding = True
         if not self._start():
@@ -83,11 +85,10 @@ class _Reader:
         self.count -= 1
         if self.count == 0 and self.holding:
             self.holding = False
-            # Kept reserved for this thread for a moment (runtime._inbox): a task that got
-            # its result usually awaits another at once, and then takes the role back
-            # without re-arming and disarming the hub's watch (two syscalls a call). The
-            # hub breaks a reservation that nobody claims, so other users still wait at
-            # most that moment, even if this loop stops running.
+            # Kept reserved for this thread for a moment (runtime._inbox) if nothing else
+            # is in flight: a task that got its result usually awaits another at once, and
+            # then takes the role back without re-arming and disarming the hub's watch
+            # (two syscalls a call). The hub breaks a reservation that nobody claims.
             self.inbox.release(linger=True)
 
     def _start(self) -> bool:

@@ -165,6 +165,26 @@ async def test_a_lingering_loop_that_blocks_does_not_hold_up_other_threads(backe
         helper.join(20)
 
 
+@needs_reservations
+async def test_a_loop_keeps_no_reservation_while_another_threads_job_runs(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(_inbox, "RESERVATION_GRACE", 30.0)  # the hub would not break it
+    async with open_executor(workers=2, backend=backend) as ex:
+        executor = await _warm(ex)
+        gate = runtime.Channel()
+        try:
+            held = executor.submit(tasks.released_by, gate, "held")
+            assert await ex.run(h.square, 3) == 9
+            assert executor._inbox._state == _inbox._FREE  # the hub reads for "held"
+            done = threading.Event()
+            held.add_done_callback(lambda _f: done.set())
+            gate.send("go")
+            assert await anyio.to_thread.run_sync(done.wait, 20)
+        finally:
+            gate.release()
+
+
 def test_a_thread_waits_while_no_loop_runs() -> None:
     """After the loop ended, the executor is read by waiting callers and the hub again."""
 

@@ -137,6 +137,32 @@ def test_a_submitter_that_never_waits_does_not_stall_the_executor(backend: str) 
         ran.release()
 
 
+@pytest.mark.skipif(not runtime._inbox._RESERVABLE, reason="no reservations without timerfd")
+def test_a_caller_keeps_no_reservation_while_other_jobs_are_in_flight(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Done with its own result, a caller keeps the role reserved only if nothing else runs:
+    another job's completion must not wait for the caller to come back."""
+    monkeypatch.setattr(runtime._inbox, "RESERVATION_GRACE", 30.0)  # the hub would not break it
+    gate = runtime.Channel()
+    try:
+        with runtime.Executor(2, backend=backend) as ex:
+            ex.wait_ready(20)
+            inbox = ex._inbox
+            assert ex.submit(tasks.square, 2).result(timeout=20) == 4
+            assert inbox._state == runtime._inbox._RESERVED  # nothing else in flight: kept
+            held = ex.submit(tasks.released_by, gate, "held")
+            assert ex.submit(tasks.square, 3).result(timeout=20) == 9
+            assert inbox._state == runtime._inbox._FREE  # "held" runs: the hub reads for it
+            done = threading.Event()
+            held.add_done_callback(lambda _f: done.set())
+            gate.send("go")
+            assert done.wait(20)  # read by the hub, although nobody waits in result()
+            assert held.result() == "held"
+    finally:
+        gate.release()
+
+
 def test_a_worker_that_dies_while_its_caller_reads_fails_only_its_job() -> None:
     with runtime.Executor(2, backend="process") as ex:
         ex.wait_ready(20)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib.util
 import json
 import os
 import platform
@@ -153,6 +154,15 @@ def _server_command(loop: str, port: int) -> list[str]:
     ]
 
 
+def _checkout() -> list[str]:
+    """This checkout, for the server's path, only where no ``runtime`` is installed.
+
+    An installed package (a wheel in a bench venv, as users run it) must not be shadowed
+    by the source tree.
+    """
+    return [] if importlib.util.find_spec("runtime") is not None else [str(ROOT)]
+
+
 @contextlib.contextmanager
 def server(variant: str, loop: str, backend: str) -> Any:
     """A server process for ``variant``; yields its base URL once it answers."""
@@ -161,7 +171,7 @@ def server(variant: str, loop: str, backend: str) -> Any:
         **os.environ,
         "SERVER_BENCH_OFFLOAD": variant,
         "SERVER_BENCH_BACKEND": backend,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [*_checkout(), os.environ.get("PYTHONPATH")])),
     }
     proc = subprocess.Popen(_server_command(loop, port), cwd=HERE, env=env)
     url = f"http://127.0.0.1:{port}"
