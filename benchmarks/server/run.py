@@ -12,7 +12,7 @@ medians over rounds. Output: requests per second, p50/p99 latency, the ratio to
 ``anyio.to_process`` per job size, as a table, a JSON document and a PNG.
 
 Needs ``wrk`` (Debian: ``apt-get install wrk``) and ``pip install 'parallel-runtime[server-bench]'``
-(uvicorn with httptools; hypercorn for ``--loop trio``). The machine running it also runs the load
+(uvicorn with httptools; hypercorn and trio for ``--loop trio``). The machine running it also runs the load
 generator: wrk's own CPU is part of every figure, the same for every variant.
 """
 
