@@ -8,17 +8,18 @@ gives the role back when nothing awaits (kept reserved for a moment, which the h
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import anyio
 import pytest
 
 import runtime
 import runtime.aio
-from runtime import _hub, _inbox
+from runtime import _inbox
 from runtime.aio import open_executor
 from tests import aio_helpers as h
 from tests.helpers import tasks
+from tests.helpers.wire import decoding_threads
 
 if TYPE_CHECKING:
     from runtime.aio import AsyncExecutor
@@ -41,22 +42,12 @@ async def test_awaited_results_are_read_by_the_loop(
     monkeypatch.setattr(_inbox, "RESERVATION_GRACE", 5.0)
     async with open_executor(workers=2, backend=backend) as ex:
         executor = await _warm(ex)
-        # Count the messages each thread decodes. (Not calls of serve_from_hub: the hub's
-        # watch may fire just as the loop takes the role; the hub then finds the role taken
-        # and reads nothing, as designed.)
-        readers: list[str] = []
-        decode = _hub._decode
-
-        def counting(view: bytes | memoryview, start: int, end: int) -> tuple[Any, ...]:
-            readers.append(threading.current_thread().name)
-            return decode(view, start, end)
-
-        monkeypatch.setattr(_hub, "_decode", counting)
-        for i in range(30):
-            assert await ex.run(h.square, i) == i * i
-        async with anyio.create_task_group() as tg:
-            for i in range(20):
-                tg.start_soon(ex.run, h.square, i)
+        with decoding_threads() as readers:
+            for i in range(30):
+                assert await ex.run(h.square, i) == i * i
+            async with anyio.create_task_group() as tg:
+                for i in range(20):
+                    tg.start_soon(ex.run, h.square, i)
         assert readers, "no message was decoded at all"
         assert [name for name in readers if name != threading.current_thread().name] == []
         # Nothing awaits any more: the loop gave the role back.

@@ -11,14 +11,15 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
 import runtime
 import runtime._inbox
-from runtime import _hub, _wire
+from runtime import _wire
 from tests.helpers import tasks
+from tests.helpers.wire import decoding_threads
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -80,20 +81,11 @@ def test_a_caller_reads_its_own_completion(monkeypatch: pytest.MonkeyPatch) -> N
         ex.wait_ready(20)
         if ex._inbox.timer_fd is None:
             pytest.skip("reservations need os.timerfd_create (Linux, Python 3.13+)")
-        # Count the messages each thread decodes. (Not calls of serve_from_hub: the hub's
-        # watch may fire just as the caller takes the role; the hub then finds the role
-        # taken and reads nothing, as designed. Seen once in 3.13.0's CI rehearsal.)
-        readers: list[str] = []
-        decode = _hub._decode
-
-        def counting(view: bytes | memoryview, start: int, end: int) -> tuple[Any, ...]:
-            readers.append(threading.current_thread().name)
-            return decode(view, start, end)
-
-        monkeypatch.setattr(_hub, "_decode", counting)
-        for i in range(50):
-            assert ex.submit(tasks.square, i).result(timeout=20) == i * i
-        monkeypatch.setattr(_hub, "_decode", decode)  # shutdown's messages are not calls
+        # Who decodes each message (counting the hub's wake-ups instead failed once in
+        # 3.13.0's CI rehearsal: see decoding_threads). Shutdown's messages are not counted.
+        with decoding_threads() as readers:
+            for i in range(50):
+                assert ex.submit(tasks.square, i).result(timeout=20) == i * i
         assert len(readers) >= 50, readers
         assert [name for name in readers if name != threading.current_thread().name] == []
 
