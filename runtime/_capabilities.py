@@ -10,7 +10,7 @@ import functools
 import logging
 import sys
 
-from ._early import usable_cpu_count
+from ._early import free_threaded_build, usable_cpu_count
 from ._frozen import Frozen
 
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
@@ -103,9 +103,9 @@ class Capabilities(Frozen):
 
 
 def _free_threaded_build() -> bool:
-    abiflags = getattr(sys, "abiflags", None)  # POSIX; Windows has it from 3.14
-    if abiflags is not None:
-        return "t" in abiflags
+    known = free_threaded_build()  # from sys.abiflags: POSIX; Windows has it from 3.14
+    if known is not None:
+        return known
     import sysconfig
 
     return bool(sysconfig.get_config_var("Py_GIL_DISABLED"))

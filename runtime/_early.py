@@ -49,6 +49,7 @@ __all__ = [
     "create_interpreter",
     "destroy_interpreter",
     "fast_switching",
+    "free_threaded_build",
     "guard_main_import",
     "interpreters_leak",
     "resolve_workers",
@@ -348,6 +349,13 @@ def boot_interpreter(prelude: str) -> tuple[Any, BaseException | str | None]:
     return interp, None
 
 
+def free_threaded_build() -> bool | None:
+    """Whether this is a free-threaded build, read from ``sys.abiflags``; None where that is
+    missing (Windows before 3.14), for the caller to decide."""
+    abiflags = getattr(sys, "abiflags", None)
+    return None if abiflags is None else "t" in abiflags
+
+
 #: Why ``backend="auto"`` means subinterpreters when :func:`start_interpreters` started them.
 AUTO_SUBINTERPRETERS = "own-GIL subinterpreters available on {}.{} (a build with the GIL)".format(
     *sys.version_info
@@ -364,7 +372,7 @@ def start_interpreters(count: int, backend: str, injected: bool) -> list[EarlyIn
     if injected or _low is None or sys.version_info < (3, 13):
         return []
     if backend == "auto":
-        if "t" in getattr(sys, "abiflags", "t"):  # free-threaded build (or unknown): decided later
+        if free_threaded_build() is not False:  # free-threaded, or unknown: decided later
             return []
     elif backend != "subinterpreter":
         return []
