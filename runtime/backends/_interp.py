@@ -30,15 +30,13 @@ class InterpreterWorker(WorkerHandle):
 
     def _launch(self) -> None:
         inbox, outbox, stop = self._worker_fds()
-        serve = f"from runtime._worker import serve\nserve({inbox}, {outbox}, {stop})\n"
+        self._code = f"from runtime._worker import serve\nserve({inbox}, {outbox}, {stop})\n"
         name = f"runtime-interp-worker-{self.id}"
         early, self.early = self.early, None
         if early is not None:  # its interpreter exists (or is being created) and imported us
-            self._code = serve
             self._thread = early.thread
             early.adopt(self._serve, name)
             return
-        self._code = serve
         self._thread = threading.Thread(target=self._body, name=name, daemon=True)
         self._thread.start()
 
