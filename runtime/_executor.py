@@ -1065,8 +1065,8 @@ class Executor(cf.Executor):
             self._spend(worker, len(batch))
 
     def _jobs_in_flight(self) -> bool:
-        """Whether any job is queued or running: a racy read, which only decides whether a
-        reader that is done keeps the inbox's role reserved (see ``Inbox.release``)."""
+        """Whether any job is queued or running. Read without the lock by a reader that is
+        done, to decide whether it keeps the inbox's role reserved (see ``Inbox.release``)."""
         if self._pending:
             return True
         return any(worker.inflight for worker in list(self._workers.values()))
@@ -1074,7 +1074,7 @@ class Executor(cf.Executor):
     def _maybe_finish(self) -> None:
         if not self._shutdown:
             return
-        if self._pending or any(w.inflight for w in self._workers.values()):
+        if self._jobs_in_flight():
             return
         for worker in list(self._workers.values()):
             worker.handle.exit()
