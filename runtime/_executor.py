@@ -1237,3 +1237,19 @@ class Executor(cf.Executor):
 
     def __repr__(self) -> str:
         return f"<runtime.Executor workers={self._count} backend={self.backend} shutdown={self._shutdown}>"
+
+
+# ---------------------------------------------------------------------- package-internal doors
+# For runtime.aio (the async front): the lean single-job path and the inbox its event loop
+# reads. Module functions rather than methods, so Executor's public surface stays that of
+# concurrent.futures.Executor.
+def enqueue(
+    executor: Executor, completion: Completion, fn: Callable[..., Any], args: Any, kwargs: Any
+) -> None:
+    """Queue ``fn(*args, **kwargs)`` on ``executor``, completing ``completion`` (a Future-like)."""
+    executor._submit(completion, fn, args, kwargs)
+
+
+def inbox_of(executor: object) -> Inbox | None:
+    """The completions inbox of a runtime ``Executor`` (None for any other executor)."""
+    return executor._inbox if isinstance(executor, Executor) else None
