@@ -17,41 +17,36 @@ error (with the worker's traceback) is raised by the next ``submit`` (and
 :meth:`Executor.wait_ready`) and set on every queued job's future; so does a first
 worker whose bootstrap outlives ``boot_timeout``.
 
-Recycling (``max_tasks_per_worker``, ``max_worker_memory``, ``max_worker_age``) must not
-lose or repeat a job, nor dip throughput. What prevents each:
+The workers' lifecycle (spawn, boot deadline, ready, boot failure, kill-or-abandon,
+the standby hand-over) is a :class:`~runtime._workerset.WorkerSet`'s; this module
+decides *when* to recycle (``max_tasks_per_worker``, ``max_worker_memory``,
+``max_worker_age``) without losing, repeating or dipping:
 
 * **Lost or repeated jobs.** A worker is retired by sending it ``exit`` *behind* the
   batches it holds (one pipe, read in order): it runs them, writes their results, then
   ends. Nothing is taken back from it or resent elsewhere, and it gets no new batch
   once retired (``ready`` is false), so every job runs exactly once.
 * **A throughput dip.** The successor is spawned *before* the worker retires, as a
-  standby (booted, taking no work): when the worker nears its job budget (from its job
-  rate and the measured boot time), twice the boot time before its age limit, or when
-  it reports being over its memory limit (a soft limit: it keeps working until the
-  standby is ready). At the hand-over the standby starts taking work in the same
-  critical section in which the old worker stops, so the count of workers taking work
-  never drops because of recycling, unless a budget runs out faster than a boot.
-* **A wedged executor.** Deadlines (boot timeout, age, retry back-off) are timers on
-  the hub thread (``Hub.call_later``), not threads of their own, and a successor or
-  replacement that fails to boot is retried with back-off (0.1 s doubling to 30 s)
-  while the others carry on. A worker whose bootstrap outlives ``boot_timeout`` is
-  killed (process) or abandoned (subinterpreter, thread: they cannot be pre-empted).
+  standby: when the worker nears its job budget (from its job rate and the measured
+  boot time), twice the boot time before its age limit, or when it reports being over
+  its memory limit (a soft limit: it keeps working until the standby is ready).
+* **A wedged executor.** Deadlines are hub timers run under this executor's lock, and
+  a successor or replacement that fails to boot is retried with back-off while the
+  others carry on.
 
-Without limits the per-job path is unchanged: ``_send`` checks one attribute.
+Without limits the per-job path is unchanged: ``_send`` checks one attribute. Without
+observers, each event costs one attribute check (``runtime._events``).
 """
 
 from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
-import functools
 import itertools
 import logging
 import sys
 import threading
 import time
-from _thread import RLock as _RLock
-from threading import get_ident
 
 from ._early import (
     AUTO_SUBINTERPRETERS,
@@ -75,8 +70,6 @@ if TYPE_CHECKING:
     from ._common import (
         bootstrap_name,
         close_at_exit,
-        init_spec,
-        next_worker_id,
         pack_bootstrap,
         resolve_backend,
         warn_if_gil_returned,
@@ -89,13 +82,17 @@ if TYPE_CHECKING:
         NotTransferable,
         WorkerCrashed,
     )
+    from ._events import Hooks, JobEvent, JobFailed, Observer, WorkerEvent
+    from ._future import Future
     from ._hub import Hub
     from ._inbox import Inbox
     from ._lifecycle import Limits
+    from ._mapping import auto_chunksize
     from ._pickling import culprit, mode_for
     from ._pickling import dumps as pickle_for
     from ._pickling import hint as pickling_hint
-    from ._wire import DONE as _DONE
+    from ._statistics import ExecutorStatistics
+    from ._task import WorkerInfo
     from ._wire import (
         MARSHAL_TAG,
         calls_frame,
@@ -104,7 +101,9 @@ if TYPE_CHECKING:
         pack_calls,
     )
     from ._wire import _pickle as pickle_pair
-    from .backends import WorkerHandle, create_worker, join_all
+    from ._worker import map_chunk
+    from ._workerset import Member, State, WorkerSet
+    from .backends import WorkerHandle
     from .ops._executor_ops import ExecutorOps
 
     T = TypeVar("T")
@@ -113,7 +112,7 @@ if TYPE_CHECKING:
         """What the executor needs of a job's future: ``concurrent.futures.Future``'s protocol.
 
         ``submit`` returns a real Future; the async front awaits single jobs through a leaner
-        ``runtime._loop_reader.Call``.
+        ``runtime.aio``'s ``Call``.
         """
 
         _state: str
@@ -140,19 +139,17 @@ def _load() -> None:
     than creating the interpreters, and the two now overlap. The names are bound as
     this module's globals, exactly as top-level imports would bind them.
     """
-    global bootstrap_name, close_at_exit
-    global init_spec, next_worker_id, pack_bootstrap, resolve_backend, warn_if_gil_returned
+    global bootstrap_name, close_at_exit, pack_bootstrap, resolve_backend, warn_if_gil_returned
     global Hub, Inbox, Limits, culprit, mode_for, pickle_for, pickling_hint
-    global WorkerHandle, create_worker, join_all, ExecutorOps, _loaded
+    global WorkerHandle, ExecutorOps, _loaded
     global BackendUnavailable, BootstrapError, ExecutorShutdown
     global NotTransferable, WorkerCrashed
-    global _DONE, MARSHAL_TAG, calls_frame, decode_exception, encode_exception, pack_calls
-    global pickle_pair
+    global MARSHAL_TAG, calls_frame, decode_exception, encode_exception, pack_calls
+    global pickle_pair, Future, Hooks, JobEvent, JobFailed, WorkerEvent, WorkerInfo
+    global Member, State, WorkerSet, map_chunk, auto_chunksize, _Worker
     from ._common import (
         bootstrap_name,
         close_at_exit,
-        init_spec,
-        next_worker_id,
         pack_bootstrap,
         resolve_backend,
         warn_if_gil_returned,
@@ -164,13 +161,16 @@ def _load() -> None:
         NotTransferable,
         WorkerCrashed,
     )
+    from ._events import Hooks, JobEvent, JobFailed, WorkerEvent
+    from ._future import Future
     from ._hub import Hub
     from ._inbox import Inbox
     from ._lifecycle import Limits
+    from ._mapping import auto_chunksize
     from ._pickling import culprit, mode_for
     from ._pickling import dumps as pickle_for
     from ._pickling import hint as pickling_hint
-    from ._wire import DONE as _DONE
+    from ._task import WorkerInfo
     from ._wire import (
         MARSHAL_TAG,
         calls_frame,
@@ -179,8 +179,23 @@ def _load() -> None:
         pack_calls,
     )
     from ._wire import _pickle as pickle_pair  # (dumps, loads), imported on first use
-    from .backends import WorkerHandle, create_worker, join_all
+    from ._worker import map_chunk
+    from ._workerset import Member, State, WorkerSet
+    from .backends import WorkerHandle
     from .ops._executor_ops import ExecutorOps
+
+    class _Worker(Member):
+        """A member of the executor's set, with the batches it holds and its job budget."""
+
+        __slots__ = ("booting", "budget", "inflight", "since", "spent")
+
+        def __init__(self, handle: WorkerHandle, initial: bool, tag: Any = None) -> None:
+            super().__init__(handle, initial, tag)
+            self.inflight: dict[int, list[_Item]] = {}
+            self.budget: int | None = tag  # jobs it may still take (max_tasks_per_worker)
+            self.spent = 0  # jobs it took
+            self.since = 0.0  # when it began taking work
+            self.booting = False  # an initial worker counted in Executor._booting
 
     _loaded = True
 
@@ -190,16 +205,15 @@ __all__ = ["Executor"]
 log = logging.getLogger("runtime")
 
 _MAX_INFLIGHT = 2  # batches queued per worker: one running, one ready to go
-#: Back-off before respawning a worker whose boot failed or timed out (doubles up to the cap).
-_RETRY_FIRST = 0.1
-_RETRY_CAP = 30.0
-#: A first guess at a worker's boot time, until this executor has measured one.
-_BOOT_GUESS = {"process": 0.25, "subinterpreter": 0.05, "thread": 0.01}
-#: Reading a finished future's fields without its lock is safe under the GIL; a
-#: free-threaded build takes the stdlib's locked path.
-#: (The GIL, once disabled at start-up, may come back; it never goes away again.)
-_PLAIN_READS = getattr(sys, "_is_gil_enabled", lambda: True)()
-_CONDITION_BUILT = threading.Lock()
+_perf_counter = time.perf_counter
+if TYPE_CHECKING:
+
+    class _Worker(Member):
+        booting: bool
+        budget: int | None
+        inflight: dict[int, list[_Item]]
+        since: float
+        spent: int
 
 
 class _Item:
@@ -216,156 +230,6 @@ class _Item:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
-
-
-class _Worker:
-    __slots__ = (
-        "booted",
-        "booting",
-        "budget",
-        "handle",
-        "handover",
-        "inflight",
-        "initial",
-        "predecessor",
-        "ready",
-        "reason",
-        "retiring",
-        "since",
-        "spent",
-        "standby",
-        "started",
-        "successor",
-        "timer",
-    )
-
-    def __init__(self, handle: WorkerHandle, initial: bool, budget: int | None) -> None:
-        self.handle = handle
-        self.ready = False  # booted and taking work (dispatch looks at this only)
-        self.booted = False  # its bootstrap reported ready
-        self.initial = initial  # started by the constructor: its boot failure breaks the executor
-        self.booting = initial  # counted in Executor._booting until it booted or failed
-        self.inflight: dict[int, list[_Item]] = {}
-        # Recycling (see the module's doc); untouched when the executor has no limits.
-        self.budget = budget  # jobs it may still take (max_tasks_per_worker), None: no limit
-        self.spent = 0  # jobs it took
-        self.started = time.monotonic()
-        self.since = 0.0  # when it began taking work
-        self.standby = False  # booted (or booting) to take over from `predecessor`
-        self.predecessor: _Worker | None = None
-        self.successor: _Worker | None = None
-        self.retiring = False  # takes no new work; exits after what it holds
-        self.handover = False  # hand over to the successor as soon as it is ready
-        self.reason = ""  # why it is recycled: tasks | memory | age
-        self.timer: Any = None  # its pending hub timer (boot deadline, then age)
-
-
-class _Future(cf.Future["T"]):  # a string: a PEP 695 class would import typing
-    """A future whose ``result()`` reads the executor's completions itself when it can.
-
-    A caller blocked here holds the inbox's reader role if it is free, so the worker's
-    write wakes the caller directly; otherwise it waits as any ``concurrent.futures``
-    caller does, and whoever reads completes the future.
-
-    The stdlib's methods on every job's path (create, start, finish, read the result)
-    are redone here with the same states and the same lock, minus what costs Python
-    calls per job: the ``Condition`` is built only when a thread waits on it the
-    stdlib's way (``__getattr__``, around the future's own lock, which the fast paths
-    take directly), no ``notify_all`` with nobody waiting, no callbacks when none.
-    ``tests/test_executor.py`` checks that the attributes match the stdlib's Future.
-    """
-
-    def __init__(self, inbox: Inbox) -> None:
-        # cf.Future.__init__, but the Condition (about half of its cost) waits for a waiter.
-        self._lock = _RLock()
-        self._state = "PENDING"
-        self._result = None
-        self._exception = None
-        self._waiters = _Waiters(inbox)  # type: ignore[assignment]  # a list of waiters
-        self._done_callbacks: list[Callable[[cf.Future[T]], object]] = []
-        self._inbox = inbox
-
-    def __getattr__(self, name: str) -> Any:
-        if name != "_condition":
-            raise AttributeError(name)
-        with _CONDITION_BUILT:  # once per future, by whoever needs it first
-            condition = self.__dict__.get("_condition")
-            if condition is None:
-                condition = self.__dict__["_condition"] = threading.Condition(self._lock)
-        return condition
-
-    def result(self, timeout: float | None = None) -> T:
-        if self._state not in _DONE:  # a racy peek: the stdlib's own wait follows anyway
-            timeout = self._inbox.wait(self, timeout)
-        if _PLAIN_READS and self._state == "FINISHED" and self._exception is None:
-            # Under the GIL a finished future's result is final: no lock needed to read it.
-            return self._result  # type: ignore[no-any-return,return-value]
-        return super().result(timeout)
-
-    def done(self) -> bool:
-        return self._state in _DONE
-
-    def set_running_or_notify_cancel(self) -> bool:
-        with self._lock:
-            if self._state == "PENDING":
-                self._state = "RUNNING"
-                return True
-        return super().set_running_or_notify_cancel()  # cancelled (or misused): the stdlib's path
-
-    def exception(self, timeout: float | None = None) -> BaseException | None:
-        if self._state not in _DONE:
-            timeout = self._inbox.wait(self, timeout)
-        return super().exception(timeout)
-
-    def set_result(self, result: T) -> None:
-        with self._lock:
-            if self._state in _DONE:
-                raise cf.InvalidStateError(f"{self._state}: {self!r}")
-            self._result = result
-            self._state = "FINISHED"
-            for waiter in self._waiters:
-                waiter.add_result(self)
-            condition = self.__dict__.get("_condition")  # None: nobody ever waited on it
-            if condition is not None:
-                condition.notify_all()
-        if self._done_callbacks:  # type: ignore[attr-defined]
-            self._invoke_callbacks()  # type: ignore[attr-defined]
-        inbox = self._inbox
-        if self is inbox._watched and inbox._holder != get_ident():  # inbox.completed(), inlined
-            inbox._poke()
-
-    def set_exception(self, exception: BaseException | None) -> None:
-        super().set_exception(exception)
-        self._inbox.completed(self)
-
-    def cancel(self) -> bool:
-        cancelled = super().cancel()
-        if cancelled:
-            self._inbox.completed(self)
-        return cancelled
-
-    def add_done_callback(self, fn: Callable[[cf.Future[T]], object]) -> None:
-        # Whoever submitted may now wait for the callback instead of reading: let the hub read.
-        self._inbox.unreserve()
-        super().add_done_callback(fn)
-
-
-class _Waiters(list[object]):
-    """``Future._waiters``: ``concurrent.futures.wait``/``as_completed`` append theirs here.
-
-    Such a caller waits on an event, not by reading, so its reservation (taken by
-    ``submit``) is handed to the hub at once instead of after the grace period.
-    """
-
-    __slots__ = ("_inbox",)
-
-    def __init__(self, inbox: Inbox) -> None:
-        super().__init__()
-        self._inbox = inbox
-
-    def append(self, waiter: Any) -> None:
-        self._inbox.unreserve()
-        super().append(waiter)
 
 
 _recycling_warned = False
@@ -398,6 +262,12 @@ def _fail(items: list[_Item], error: BaseException) -> None:
             item.future.set_exception(error)
 
 
+def _exc_name(payload: Any) -> str:
+    """``builtins.ValueError`` -> ``ValueError``; other names keep their module."""
+    name: str = payload[1]
+    return name[9:] if name.startswith("builtins.") else name
+
+
 class Executor(cf.Executor):
     """Run callables on ``workers`` subinterpreters, threads or processes.
 
@@ -405,7 +275,8 @@ class Executor(cf.Executor):
     ``bootstrap`` runs once in every worker before any job; callables reach its
     return value through :func:`runtime.current_context`. ``on_failure`` (a callable or
     reference) receives a :class:`runtime.Failure` for every job that fails;
-    ``metrics=False`` keeps this executor out of ``/metrics``.
+    ``metrics=False`` keeps this executor out of ``/metrics``. ``observers`` (a list of
+    :class:`runtime.Observer`) hear this executor's events.
 
     Recycling (keyword-only, default off): ``max_tasks_per_worker=N`` replaces a worker
     after it took N jobs (a ``submit`` is one job; a ``map`` chunk is one job);
@@ -428,6 +299,7 @@ class Executor(cf.Executor):
         max_batch: int = 256,
         on_failure: Any = None,
         metrics: bool = True,
+        observers: Iterable[Observer] = (),
         max_tasks_per_worker: int | None = None,
         max_worker_memory: int | str | None = None,
         max_worker_age: float | None = None,
@@ -453,6 +325,7 @@ class Executor(cf.Executor):
             if not _loaded:
                 with fast_switching:  # its imports wait for the GIL at each file they read
                     _load()
+            self._hooks = Hooks(observers)
             self._limits = Limits(
                 max_tasks_per_worker, max_worker_memory, max_worker_age, boot_timeout
             )
@@ -485,29 +358,42 @@ class Executor(cf.Executor):
         self._pickling = mode_for(self.backend)
         # Channels in a call are pickled as duplicated fds for a child process.
         self._send_batch = self._send_to_process if self.backend == "process" else self._send
-        self._bootstrap = pack_bootstrap(bootstrap, self.backend)
         self._boot_name = bootstrap_name(bootstrap)
         if self._limits.recycles and interpreters_leak(self.backend):
             _warn_recycling_leaks(self.backend)
-        self._boot_seconds = _BOOT_GUESS.get(self.backend, 0.1)  # measured from now on
-        self._retry_delay = _RETRY_FIRST
         self._ops = ExecutorOps(self, on_failure, metrics)
         self._max_batch = max_batch
         self._lock = threading.RLock()
         self._pending: collections.deque[_Item] = collections.deque()
         # batch id -> (worker id, jobs) whose results arrived and whose futures are being set
         self._completing: dict[int, tuple[int, list[_Item]]] = {}
-        self._workers: dict[int, _Worker] = {}
-        self._spawned: list[WorkerHandle] = []  # every worker ever started, joined at shutdown
+        self._sent: dict[int, float] = {}  # batch id -> when written (for batch_finished)
         self._batch_ids = itertools.count(1)
         self._shutdown = False
         self._broken: BaseException | None = None
         self._booting = 0  # initial workers that have neither booted nor failed
         self._boot_done = threading.Condition(self._lock)
         self._all_exited = threading.Event()
+        self._submitted = self._completed = self._failed = self._replaced = 0
+        self._recycled = collections.Counter[str]()
         self._hub = Hub(name="runtime-executor-hub")
         self._inbox = Inbox(self._hub)
         self._inbox.others_in_flight = self._jobs_in_flight
+        self._set = WorkerSet(
+            self,
+            backend=self.backend,
+            hub=self._hub,
+            info=self._info,
+            bootstrap=pack_bootstrap(bootstrap, self.backend),
+            boot_timeout=self._limits.boot_timeout,
+            memory_limit=self._limits.max_worker_memory,
+            on_message=self._on_message,
+            on_closed=self._on_closed,
+            lock=self._lock,
+            reader=self._inbox,
+            member_class=_Worker,
+        )
+        self._workers: dict[int, _Worker] = self._set.members  # type: ignore[assignment]
         if self.backend != "subinterpreter":
             for interp in early:
                 interp.discard()
@@ -519,10 +405,21 @@ class Executor(cf.Executor):
         except BaseException:
             self._teardown_now()
             raise
-        self._ops.attach(self._hub)
+        self._ops.attach(self._hooks, [self._hub.heartbeat])
         close_at_exit(self)
 
-    # ------------------------------------------------------------------ start-up
+    # ------------------------------------------------------------------ the worker set
+    # Everything below runs with the lock held (hub timers take it: WorkerSet.call_later).
+    def _info(self, member: Member) -> dict[str, Any]:
+        return {
+            "id": member.handle.id,
+            "backend": self.backend,
+            "attempt": 1,
+            "slot": None,
+            "kind": None,
+            "pid": 0,
+        }
+
     def _spawn(
         self,
         *,
@@ -530,149 +427,114 @@ class Executor(cf.Executor):
         predecessor: _Worker | None = None,
         early: EarlyInterpreter | None = None,
     ) -> _Worker:
-        """Start a worker (lock held). With ``predecessor``: as its standby successor.
-
-        ``early``: an interpreter the constructor started creating for it.
-        """
-        handle = create_worker(
-            self.backend,
-            next_worker_id(),
-            self._hub,
-            self._on_message,
-            self._on_closed,
-            reader=self._inbox,
+        """Start a worker. With ``predecessor``: as its standby successor."""
+        worker: _Worker = self._set.spawn(  # type: ignore[assignment]
+            initial=initial,
+            predecessor=predecessor,
+            early=early,
+            tag=self._limits.max_tasks_per_worker,
         )
-        handle.early = early
-        limits = self._limits
-        worker = _Worker(handle, initial, limits.max_tasks_per_worker)
-        self._workers[handle.id] = worker
-        self._spawned.append(handle)
-        info = {
-            "id": handle.id,
-            "backend": self.backend,
-            "attempt": 1,
-            "slot": None,
-            "kind": None,
-            "pid": 0,
-        }
-        spec = init_spec(info, self.backend, self._bootstrap, memory_limit=limits.max_worker_memory)
-        try:
-            handle.start(spec)
-        except Exception as exc:
-            if handle.early is not None:  # never launched: nobody else ends its thread
-                handle.early.discard()
-                handle.early = None
-            self._workers.pop(handle.id, None)
-            raise BackendUnavailable(f"could not start a {self.backend} worker: {exc}") from exc
         if initial:
+            worker.booting = True
             self._booting += 1
-        if predecessor is not None:
-            worker.standby = True
-            worker.predecessor = predecessor
-            predecessor.successor = worker
-        if limits.boot_timeout is not None:
-            worker.timer = self._hub.call_later(
-                limits.boot_timeout, functools.partial(self._boot_timed_out, worker)
-            )
+        self._worker_event("worker_started", worker, "standby" if predecessor else "spawn")
         return worker
 
-    # ------------------------------------------------------------------ worker messages
-    # Handlers run on whichever thread reads the inbox. Each must be idempotent: a reader
-    # interrupted by a signal handler leaves the message for the next reader to handle again.
-    def _on_message(self, handle: WorkerHandle, msg: tuple[Any, ...]) -> None:
-        kind = msg[0]
-        if kind == "results":
-            self._complete_batch(handle, msg[1], msg[2])
-        elif kind == "results_failed":
-            self._complete_batch(handle, msg[1], None, msg[2])
-        elif kind == "ready":
-            warn_if_gil_returned(msg[2], self._caps, self.backend)
-            with self._lock:
-                handle.pid = msg[1]
-                worker = self._workers.get(handle.id)
-                if worker is not None and not worker.booted:
-                    self._on_ready(worker)
-                    self._booted(worker)
-                self._dispatch()
-                self._maybe_finish()  # shut down before it booted: it may leave now
-        elif kind == "boot_failed":
-            payload, refused = msg[1], msg[2]
-            _, name, message, tb = payload
-            cls = BackendUnavailable if refused else BootstrapError
-            hint = " (use backend='thread' or backend='process')" if refused else ""
-            error = cls(
-                f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}",
-                tb,
+    def _worker_event(
+        self, hook: str, worker: Member, reason: str, error: BaseException | str | None = None
+    ) -> None:
+        dispatch = getattr(self._hooks, hook)
+        if dispatch:
+            handle = worker.handle
+            dispatch(
+                WorkerEvent("executor", self, handle.id, self.backend, handle.pid, reason, error)
             )
-            with self._lock:
-                worker = self._workers.pop(handle.id, None)
-                if worker is None:
-                    return  # handled already
-                self._booted(worker)
-                self._cancel_timer(worker)
-                if self._broken is None and (not self._workers or worker.initial):
-                    self._broken = error
-                    self._fail_pending(error)
-                else:  # a replacement failed to boot; the others carry on
-                    log.error("runtime: a replacement worker could not start: %s", error)
-                    self._retry(worker)
-                self._maybe_finish()
-        elif kind == "over_memory":
-            with self._lock:
-                worker = self._workers.get(handle.id)
-                if worker is not None and not worker.retiring and not worker.reason:
-                    log.info(
-                        "runtime: %s worker %s holds %s bytes (max_worker_memory=%s); recycling it",
-                        self.backend,
-                        handle.id,
-                        msg[1],
-                        self._limits.max_worker_memory,
-                    )
-                    self._recycle(worker, "memory")
-                    self._dispatch()
 
-    # ------------------------------------------------------------------ lifecycle
-    # Everything below runs with the lock held (timers take it themselves).
-    def _on_ready(self, worker: _Worker) -> None:
-        """``worker`` reported ready: it takes work, or waits as a standby."""
-        now = time.monotonic()
-        worker.booted = True
-        self._cancel_timer(worker)
-        # A running average of boot times: it decides how early successors are spawned.
-        self._boot_seconds += (now - worker.started - self._boot_seconds) / 4
-        self._retry_delay = _RETRY_FIRST
+    def worker_ready(self, worker: _Worker) -> None:  # type: ignore[override]
+        """WorkerSet: ``worker`` booted (ACTIVE, or STANDBY behind a recycled worker)."""
+        self._booted(worker)
+        self._worker_event("worker_ready", worker, "spawn")
+        if worker.state is State.ACTIVE:
+            worker.since = time.monotonic()
         age = self._limits.max_worker_age
         if age is not None and not self._shutdown:
-            lead = min(2 * self._boot_seconds, age / 2)
-            worker.timer = self._hub.call_later(
-                worker.started + age - lead - now, functools.partial(self._age_near, worker)
+            lead = min(2 * self._set.boot_seconds, age / 2)
+            worker.timer = self._set.call_later(
+                worker.started + age - lead - time.monotonic(), self._age_near, worker
             )
         predecessor = worker.predecessor
-        if (
-            worker.standby
-            and predecessor is not None
-            and self._live(predecessor)
-            and not predecessor.retiring
-        ):
-            if predecessor.handover:
-                self._hand_over(predecessor)
-            return  # a standby until its predecessor stops taking work
-        worker.standby = False
-        worker.predecessor = None
-        self._take_work(worker)
+        if worker.state is State.STANDBY and predecessor is not None and predecessor.handover:
+            self._hand_over(predecessor)  # type: ignore[arg-type]
+        self._dispatch()
+        self._maybe_finish()  # shut down before it booted: it may leave now
 
-    def _take_work(self, worker: _Worker) -> None:
-        worker.ready = True
-        worker.since = time.monotonic()
+    def worker_boot_failed(self, worker: _Worker, payload: Any, refused: bool) -> None:  # type: ignore[override]
+        _, name, message, tb = payload
+        cls = BackendUnavailable if refused else BootstrapError
+        hint = (
+            f" (the {self.backend} backend cannot load an extension the bootstrap needs; "
+            "use backend='thread' or backend='process')"
+            if refused
+            else ""
+        )
+        error = cls(
+            f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}", tb
+        )
+        self._booted(worker)
+        self._worker_event("worker_failed", worker, "boot_failed", error)
+        if self._broken is None and (not self._workers or worker.initial):
+            self._broken = error
+            self._fail_pending(error)
+        else:  # a replacement failed to boot; the others carry on
+            log.error("runtime: a replacement worker could not start: %s", error)
+            self._retry(worker)
+        self._maybe_finish()
 
-    def _cancel_timer(self, worker: _Worker) -> None:
-        if worker.timer is not None:
-            worker.timer.cancel()
-            worker.timer = None
+    def worker_boot_timed_out(self, worker: _Worker, elapsed: float, killed: bool) -> None:  # type: ignore[override]
+        error = BootstrapError(
+            f"{self.backend} worker {worker.handle.id} did not finish its bootstrap "
+            f"{self._boot_name} within boot_timeout={self._limits.boot_timeout}s "
+            f"(elapsed {elapsed:.2f}s); "
+            + (
+                "it was killed"
+                if killed
+                else f"a {self.backend} worker cannot be killed, so it was abandoned"
+            )
+        )
+        self._booted(worker)
+        self._worker_event("worker_failed", worker, "boot_timeout", error)
+        if self._broken is None and worker.initial:
+            self._broken = error
+            self._fail_pending(error)
+        elif self._broken is None:
+            log.error("runtime: %s; retrying", error)
+            self._retry(worker)
+        self._maybe_finish()
+        # A caller reading the inbox in wait_ready()/result() re-checks what it waits for
+        # (after _maybe_finish: shutdown()'s reader waits for the event it may set).
+        self._inbox.wake_reader()
 
-    def _live(self, worker: _Worker) -> bool:
-        return self._workers.get(worker.handle.id) is worker
+    def worker_over_memory(self, worker: _Worker, nbytes: int) -> None:  # type: ignore[override]
+        if worker.state is State.RETIRING or worker.reason:
+            return
+        log.info(
+            "runtime: %s worker %s holds %s bytes (max_worker_memory=%s); recycling it",
+            self.backend,
+            worker.handle.id,
+            nbytes,
+            self._limits.max_worker_memory,
+        )
+        self._recycle(worker, "memory")
+        self._dispatch()
 
+    def _booted(self, worker: _Worker) -> None:
+        """An initial ``worker`` is past its boot (ready, failed or gone)."""
+        if worker.booting:
+            worker.booting = False
+            self._booting -= 1
+            self._boot_done.notify_all()
+
+    # ------------------------------------------------------------------ recycling
     def _spend(self, worker: _Worker, jobs: int) -> None:
         """``worker`` took ``jobs`` more jobs (max_tasks_per_worker is set)."""
         worker.budget -= jobs  # type: ignore[operator]
@@ -686,7 +548,7 @@ class Executor(cf.Executor):
         # Spawn the successor when the jobs left would last about two boot times at the
         # rate this worker takes them (measured since it began; at least 50 ms of it).
         elapsed = max(time.monotonic() - worker.since, 0.05)
-        if budget <= worker.spent / elapsed * 2 * self._boot_seconds + 1:
+        if budget <= worker.spent / elapsed * 2 * self._set.boot_seconds + 1:
             self._spawn_successor(worker)
 
     def _spawn_successor(self, worker: _Worker) -> _Worker | None:
@@ -699,34 +561,32 @@ class Executor(cf.Executor):
             return None
 
     def _age_near(self, worker: _Worker) -> None:
-        """Hub timer: ``worker`` nears max_worker_age: spawn its successor now."""
-        with self._lock:
-            if not self._live(worker) or worker.retiring or self._shutdown:
-                return
-            if worker.standby:  # aged while waiting to take over: look again later
-                worker.timer = self._hub.call_later(
-                    2 * self._boot_seconds, functools.partial(self._age_near, worker)
-                )
-                return
-            if worker.successor is None:
-                self._spawn_successor(worker)
-            age: float = self._limits.max_worker_age  # type: ignore[assignment]
-            worker.timer = self._hub.call_later(
-                worker.started + age - time.monotonic(),
-                functools.partial(self._age_reached, worker),
+        """Timer: ``worker`` nears max_worker_age: spawn its successor now."""
+        worker.timer = None
+        if not self._set.live(worker) or worker.state is State.RETIRING or self._shutdown:
+            return
+        if worker.state is State.STANDBY:  # aged while waiting to take over: look again later
+            worker.timer = self._set.call_later(
+                2 * self._set.boot_seconds, self._age_near, worker
             )
+            return
+        if worker.successor is None:
+            self._spawn_successor(worker)
+        age: float = self._limits.max_worker_age  # type: ignore[assignment]
+        worker.timer = self._set.call_later(
+            worker.started + age - time.monotonic(), self._age_reached, worker
+        )
 
     def _age_reached(self, worker: _Worker) -> None:
-        with self._lock:
-            worker.timer = None
-            if self._live(worker) and not worker.retiring:
-                self._recycle(worker, "age")
-                self._dispatch()
+        worker.timer = None
+        if self._set.live(worker) and worker.state is not State.RETIRING:
+            self._recycle(worker, "age")
+            self._dispatch()
 
     def _recycle(self, worker: _Worker, reason: str) -> None:
         """Replace ``worker``: at once if its standby is ready (or its budget is spent),
         else as soon as the standby reports ready (it keeps working until then)."""
-        if worker.retiring:
+        if worker.state is State.RETIRING:
             return
         worker.reason = worker.reason or reason
         if self._shutdown and not self._pending and reason != "tasks":
@@ -737,25 +597,17 @@ class Executor(cf.Executor):
         if reason == "tasks" or successor is None or successor.booted:
             self._hand_over(worker)
         else:
-            worker.handover = True
+            worker.handover = True  # WorkerSet hands over when the successor is ready
 
     def _hand_over(self, worker: _Worker) -> None:
         """``worker`` stops taking work, its successor starts, in one critical section."""
-        worker.ready = False
-        worker.retiring = True
-        worker.handover = False
-        self._cancel_timer(worker)
-        successor = worker.successor
-        worker.successor = None
-        if successor is not None:
-            successor.standby = False
-            successor.predecessor = None
-            if successor.booted:
-                self._take_work(successor)
-        else:  # its successor could not start: a plain replacement, retried with back-off
+        successor = self._set.hand_over(worker)
+        if successor is None:  # its successor could not start: a plain replacement
             self._retry(None)
-        worker.handle.exit()  # behind the batches it holds: it runs them, then ends
-        self._ops.worker_recycled(worker.reason)
+        elif successor.ready:
+            successor.since = time.monotonic()
+        self._recycled[worker.reason] += 1
+        self._worker_event("worker_retired", worker, worker.reason)
         log.info(
             "runtime: recycling %s worker %s (%s: %s jobs, %.1fs old)",
             self.backend,
@@ -768,25 +620,27 @@ class Executor(cf.Executor):
     def _retry(self, failed: _Worker | None) -> None:
         """Start a worker in place of ``failed`` (a replacement or successor that did not
         boot) after the back-off; a successor's retry is again its predecessor's standby."""
-        predecessor = failed.predecessor if failed is not None else None
+        predecessor: _Worker | None = failed.predecessor if failed is not None else None  # type: ignore[assignment]
         if predecessor is not None and predecessor.successor is failed:
             predecessor.successor = None
-        delay = self._retry_delay
-        self._retry_delay = min(_RETRY_CAP, delay * 2)
+        delay = self._set.retry_delay()
         log.info("runtime: starting another %s worker in %.1fs", self.backend, delay)
-        self._hub.call_later(delay, functools.partial(self._respawn, predecessor))
+        self._set.call_later(delay, self._respawn, predecessor)
 
     def _respawn(self, predecessor: _Worker | None) -> None:
-        with self._lock:
-            if self._broken is not None or (self._shutdown and not self._pending):
-                return
-            if predecessor is not None and self._live(predecessor) and not predecessor.retiring:
+        if self._broken is not None or (self._shutdown and not self._pending):
+            return
+        if (
+            predecessor is not None
+            and self._set.live(predecessor)
+            and predecessor.state is not State.RETIRING
+        ):
+            if predecessor.successor is None:
+                self._spawn_successor(predecessor)
                 if predecessor.successor is None:
-                    self._spawn_successor(predecessor)
-                    if predecessor.successor is None:
-                        self._retry(None)
-                return
-            self._spawn_or_retry()
+                    self._retry(None)
+            return
+        self._spawn_or_retry()
 
     def _spawn_or_retry(self) -> None:
         """Start a plain replacement worker now, or after the back-off if that fails."""
@@ -796,48 +650,37 @@ class Executor(cf.Executor):
             log.error("runtime: could not replace a worker: %s", exc)
             self._retry(None)
 
-    def _boot_timed_out(self, worker: _Worker) -> None:
-        """Hub timer: ``worker``'s bootstrap outlived boot_timeout."""
-        handle = worker.handle
-        with self._lock:
-            if not self._live(worker) or worker.booted:
+    def _replace(self, worker: _Worker) -> None:
+        """A booted ``worker`` died: its standby, or a fresh worker, takes its place."""
+        successor: _Worker | None = worker.successor  # type: ignore[assignment]
+        predecessor: _Worker | None = worker.predecessor  # type: ignore[assignment]
+        if successor is not None:  # its standby takes over now
+            worker.successor = None
+            successor.predecessor = None
+            if successor.booted:
+                self._set.activate(successor)
+                successor.since = time.monotonic()
+            return
+        if predecessor is not None and self._set.live(predecessor):
+            predecessor.successor = None  # a standby died: its predecessor gets another
+            if predecessor.state is not State.RETIRING and self._spawn_successor(predecessor):
                 return
-            worker.timer = None
-            del self._workers[handle.id]
-            elapsed = time.monotonic() - worker.started
-            error = BootstrapError(
-                f"{self.backend} worker {handle.id} did not finish its bootstrap "
-                f"{self._boot_name} within boot_timeout={self._limits.boot_timeout}s "
-                f"(elapsed {elapsed:.2f}s); "
-                + (
-                    "it was killed"
-                    if self.backend == "process"
-                    else f"a {self.backend} worker cannot be killed, so it was abandoned"
-                )
-            )
-            # Killed or abandoned before anyone learns of the timeout: a caller woken by it
-            # finds the worker gone (abandoned ones are not joined: they may never end).
-            if not (self.backend == "process" and handle.kill()):
-                handle.abandon(str(error))
-                self._spawned = [h for h in self._spawned if h is not handle]
-            self._booted(worker)
-            if self._broken is None and worker.initial:
-                self._broken = error
-                self._fail_pending(error)
-            elif self._broken is None:
-                log.error("runtime: %s; retrying", error)
-                self._retry(worker)
-            self._maybe_finish()
-            # A caller reading the inbox in wait_ready()/result() re-checks what it waits for
-            # (after _maybe_finish: shutdown()'s reader waits for the event it may set).
-            self._inbox.wake_reader()
+        self._spawn_or_retry()
 
-    def _booted(self, worker: _Worker) -> None:
-        """``worker`` is past its boot (ready, failed or gone). Called with the lock held."""
-        if worker.booting:
-            worker.booting = False
-            self._booting -= 1
-            self._boot_done.notify_all()
+    # ------------------------------------------------------------------ worker messages
+    # Handlers run on whichever thread reads the inbox. Each must be idempotent: a reader
+    # interrupted by a signal handler leaves the message for the next reader to handle again.
+    def _on_message(self, handle: WorkerHandle, msg: tuple[Any, ...]) -> None:
+        kind = msg[0]
+        if kind == "results":
+            self._complete_batch(handle, msg[1], msg[2])
+        elif kind == "results_failed":
+            self._complete_batch(handle, msg[1], None, msg[2])
+        else:  # lifecycle: ready, boot_failed, over_memory
+            if kind == "ready":
+                warn_if_gil_returned(msg[2], self._caps, self.backend)
+            with self._lock:
+                self._set.message(handle, msg)
 
     def _complete_batch(
         self,
@@ -849,8 +692,7 @@ class Executor(cf.Executor):
         """Complete one finished batch's futures: every batch that ends well passes here.
 
         ``results`` holds ``(ok, value)`` per job; None (with ``failure``) when they could
-        not be rebuilt in this process. The ops hooks (metrics, ``on_failure``) see every
-        batch here, whoever read it.
+        not be rebuilt in this process. Observers hear of every batch here, whoever read it.
 
         The batch leaves ``inflight`` (and the next one is dispatched) *before* its futures
         are set, so a caller that submits again from a done-callback, or as soon as its
@@ -869,15 +711,19 @@ class Executor(cf.Executor):
                 if self._pending:
                     self._dispatch()
         items = entry[1]
+        hooks = self._hooks
+        failed = 0
         if results is None:
             error = NotTransferable(
                 f"the results of {len(items)} job(s) (first: {_describe(items[0].fn)}) could "
                 f"not be rebuilt in the caller: {failure}"
             )
             _fail(items, error)
-            self._ops.batch_done(
-                batch_id, items, [(False, encode_exception(error))] * len(items), handle
-            )
+            failed = len(items)
+            if hooks.job_failed:
+                payload = encode_exception(error)
+                for item in items:
+                    self._job_failed(item.fn, item.future, payload, handle)
         else:
             for item, (ok, value) in zip(items, results, strict=True):
                 future = item.future
@@ -885,80 +731,100 @@ class Executor(cf.Executor):
                     continue
                 if ok:
                     future.set_result(value)
+                    if item.fn is map_chunk and value[1] is not None:
+                        failed += 1  # map(): the user's function raised inside the chunk
+                        if hooks.job_failed:
+                            self._job_failed(item.args[0], None, value[1], handle)
+                    elif hooks.job_finished:
+                        hooks.job_finished(JobEvent(self, item.fn, future, handle.id))
                 else:
+                    failed += 1
                     future.set_exception(decode_exception(value))
-            self._ops.batch_done(batch_id, items, results, handle)
+                    if hooks.job_failed:
+                        self._job_failed(item.fn, future, value, handle)
+        self._completed += len(items) - failed
+        self._failed += failed
+        if hooks.batch_finished:
+            started = self._sent.pop(batch_id, None)
+            if started is not None:
+                from ._events import BatchFinished
+
+                hooks.batch_finished(
+                    BatchFinished(self, handle.id, len(items), failed, _perf_counter() - started)
+                )
         with self._lock:
             del self._completing[batch_id]
             if self._shutdown:
                 self._maybe_finish()
 
+    def _job_failed(
+        self, fn: Any, future: Any, payload: Any, handle: WorkerHandle | None
+    ) -> None:
+        worker = None
+        if handle is not None:
+            worker = WorkerInfo(id=handle.id, backend=self.backend, pid=handle.pid)
+        self._hooks.job_failed(
+            JobFailed(self, fn, future, worker, _exc_name(payload), payload[2], payload[3])
+        )
+
     def _on_closed(self, handle: WorkerHandle) -> None:
         with self._lock:
-            self._spawned = [h for h in self._spawned if h is handle or not h.join(0)]
-            worker = self._workers.pop(handle.id, None)
+            worker: _Worker | None = self._set.closed(handle)  # type: ignore[assignment]
             if worker is None:
                 self._maybe_finish()
                 return
-            lost = [item for items in worker.inflight.values() for item in items]
+            batches = worker.inflight
+            lost = [item for items in batches.values() for item in items]
             # Batches whose completion an interrupted reader left half done (see above).
             for batch_id, (owner, items) in list(self._completing.items()):
                 if owner == handle.id:
                     del self._completing[batch_id]
                     lost += items
+            for batch_id in batches:
+                self._sent.pop(batch_id, None)
             was_ready = worker.booted
             was_initial = worker.initial
             if not was_ready:
                 self._booted(worker)
-            self._cancel_timer(worker)
         if lost:
             error = WorkerCrashed(
                 f"{handle.describe_exit()} while running {len(lost)} job(s) "
                 f"(first: {_describe(lost[0].fn)}); those jobs failed, the worker was replaced"
             )
             _fail(lost, error)
-            self._ops.worker_lost(handle, worker.inflight, error)
+            self._failed += len(lost)
+            if self._hooks.job_failed:
+                payload = encode_exception(error)
+                for item in lost:
+                    self._job_failed(item.fn, item.future, payload, handle)
         with self._lock:
+            retiring = worker.state is State.RETIRING
+            worker.state = State.GONE
+            self._worker_event("worker_stopped", worker, "exit" if retiring else "died")
             if not self._shutdown and self._broken is None:
-                if worker.retiring:
+                if retiring:
                     pass  # recycled: its successor has taken its place
                 elif was_ready:
                     log.warning("runtime: %s; replacing it", handle.describe_exit())
-                    self._ops.worker_replaced()
+                    self._replaced += 1
+                    self._worker_event("worker_replaced", worker, "died", handle.describe_exit())
                     self._replace(worker)
                 elif was_initial or not self._workers:
                     self._broken = BootstrapError(
                         f"a fresh {self.backend} worker died while bootstrapping: {handle.describe_exit()}"
                     )
+                    self._worker_event("worker_failed", worker, "died", self._broken)
                 else:  # a replacement died while booting; the others carry on
                     log.error(
                         "runtime: a replacement worker died while bootstrapping: %s",
                         handle.describe_exit(),
                     )
+                    self._worker_event("worker_failed", worker, "died", handle.describe_exit())
                     self._retry(worker)
             if not self._workers and self._broken is not None:
                 self._fail_pending(self._broken)
             self._dispatch()
             self._maybe_finish()
-
-    def _replace(self, worker: _Worker) -> None:
-        """A booted ``worker`` died (lock held): its standby, or a fresh worker, takes its place."""
-        successor = worker.successor
-        predecessor = worker.predecessor
-        if successor is not None:  # its standby takes over now
-            worker.successor = None
-            successor.standby = False
-            successor.predecessor = None
-            if successor.booted:
-                self._take_work(successor)
-            return
-        if worker.standby and predecessor is not None and self._live(predecessor):
-            predecessor.successor = None  # a standby died: its predecessor gets another
-            if predecessor.retiring:
-                predecessor = None
-            elif self._spawn_successor(predecessor) is not None:
-                return
-        self._spawn_or_retry()
 
     # ------------------------------------------------------------------ dispatch
     def _fail_pending(self, error: BaseException) -> None:
@@ -1039,14 +905,15 @@ class Executor(cf.Executor):
                 try:
                     pickle_for((item.fn, item.args, item.kwargs), mode)
                 except Exception as exc:
-                    self._ops.send_failed(item.fn, exc)
-                    item.future.set_exception(
-                        NotTransferable(
-                            f"cannot send the call {_describe(item.fn)}(...) to a {self.backend} worker: "
-                            f"{type(exc).__name__}: {exc}. {culprit(item.fn, mode)}"
-                            f"{pickling_hint(mode)}"
-                        )
+                    error = NotTransferable(
+                        f"cannot send the call {_describe(item.fn)}(...) to a {self.backend} worker: "
+                        f"{type(exc).__name__}: {exc}. {culprit(item.fn, mode)}"
+                        f"{pickling_hint(mode)}"
                     )
+                    self._failed += 1
+                    if self._hooks.job_failed:
+                        self._job_failed(item.fn, item.future, encode_exception(exc), None)
+                    item.future.set_exception(error)
                 else:
                     good.append(item)
             if not good:
@@ -1056,7 +923,12 @@ class Executor(cf.Executor):
             blob = pickle_for([(i.fn, i.args, i.kwargs) for i in batch], mode)
         batch_id = next(self._batch_ids)
         worker.inflight[batch_id] = batch
-        self._ops.batch_sent(batch_id)
+        hooks = self._hooks
+        if hooks.batch_finished:
+            self._sent[batch_id] = _perf_counter()
+        if hooks.job_started:
+            for item in batch:
+                hooks.job_started(JobEvent(self, item.fn, item.future, worker.handle.id))
         try:  # noqa: SIM105 - on every call's path; try is cheaper than suppress()
             worker.handle.conn.send_bytes(calls_frame(batch_id, len(batch), blob, tag))
         except BrokenPipeError:
@@ -1076,8 +948,7 @@ class Executor(cf.Executor):
             return
         if self._jobs_in_flight():
             return
-        for worker in list(self._workers.values()):
-            worker.handle.exit()
+        self._set.exit_all()
         if not self._workers and not self._all_exited.is_set():
             self._all_exited.set()
             # shutdown() may be reading the inbox for the workers' last messages; when the
@@ -1087,7 +958,7 @@ class Executor(cf.Executor):
 
     # ------------------------------------------------------------------ Executor API
     def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> cf.Future[T]:
-        future: _Future[T] = _Future(self._inbox)
+        future: Future[T] = Future(self._inbox)
         self._submit(future, fn, args, kwargs)
         return future
 
@@ -1103,7 +974,9 @@ class Executor(cf.Executor):
             if self._shutdown:
                 raise ExecutorShutdown("cannot submit: the executor is shut down")
             self._pending.append(_Item(future, fn, args, kwargs))
-            self._ops.submitted += 1
+            self._submitted += 1
+            if self._hooks.job_submitted:
+                self._hooks.job_submitted(JobEvent(self, fn, future, None))
             # Before the write: the answer may come before this thread reaches result().
             self._inbox.reserve()
             self._dispatch()
@@ -1167,8 +1040,7 @@ class Executor(cf.Executor):
         )
 
     def _auto_chunksize(self, count: int) -> int:
-        # About 8 chunks per worker keeps every worker busy while amortising the per-job cost.
-        return max(1, min(self._max_batch, count // (8 * self._count)))
+        return auto_chunksize(count, self._count, self._max_batch)
 
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         with self._lock:
@@ -1179,9 +1051,7 @@ class Executor(cf.Executor):
             self._maybe_finish()
         if wait:
             self._wait_all_exited()
-            join_all(self._spawned, 5.0)
-            self._hub.close()
-            self._ops.close()
+            self._close()
         else:
             threading.Thread(
                 target=self._close_when_done, name="runtime-executor-closer", daemon=True
@@ -1195,7 +1065,10 @@ class Executor(cf.Executor):
 
     def _close_when_done(self) -> None:
         self._all_exited.wait()
-        join_all(self._spawned, 5.0)
+        self._close()
+
+    def _close(self) -> None:
+        self._set.join(5.0)
         self._hub.close()
         self._ops.close()
 
@@ -1206,12 +1079,8 @@ class Executor(cf.Executor):
     def _teardown_now(self) -> None:
         with self._lock:
             self._shutdown = True
-            handles = [w.handle for w in self._workers.values()]
-        for handle in handles:
-            handle.exit()
-        join_all(self._spawned, 5.0)
-        self._hub.close()
-        self._ops.close()
+            self._set.exit_all()
+        self._close()
 
     def request_stop(self, future: cf.Future[Any] | Completion | None = None) -> bool:
         """Ask running jobs to stop: ``runtime.stop_requested()`` turns true inside them.
@@ -1230,6 +1099,36 @@ class Executor(cf.Executor):
                         worker.handle.request_stop(batch_id)
                         found = True
             return found
+
+    def statistics(self) -> ExecutorStatistics:
+        """A frozen snapshot of this executor: workers, jobs, counters."""
+        from ._statistics import ExecutorStatistics
+
+        with self._lock:
+            workers = list(self._workers.values())
+            if self._broken is not None:
+                state = "broken"
+            elif self._shutdown:
+                state = "shutdown"
+            else:
+                state = "running"
+            return ExecutorStatistics(
+                backend=self.backend,
+                workers_target=self._count,
+                workers_alive=sum(1 for w in workers if w.ready),
+                workers_booting=sum(1 for w in workers if w.state is State.BOOTING),
+                workers_standby=sum(1 for w in workers if w.state is State.STANDBY),
+                queued=len(self._pending),
+                in_flight=sum(len(b) for w in workers for b in w.inflight.values()),
+                batches_in_flight=sum(len(w.inflight) for w in workers),
+                submitted=self._submitted,
+                completed=self._completed,
+                failed=self._failed,
+                replaced=self._replaced,
+                recycled=dict(self._recycled),
+                state=state,
+                broken=None if self._broken is None else str(self._broken),
+            )
 
     @property
     def workers(self) -> int:
