@@ -32,7 +32,6 @@ def test_a_first_worker_that_outlives_the_boot_timeout_breaks_the_executor(backe
         with pytest.raises(runtime.BootstrapError) as info:
             ex.wait_ready(timeout=30)
         message = str(info.value)
-        worker_id = next(iter(ex._spawned), None)
         assert f"{backend} worker" in message
         assert "tests.helpers.recycle_jobs:hang_boot" in message
         assert "elapsed" in message
@@ -45,7 +44,7 @@ def test_a_first_worker_that_outlives_the_boot_timeout_breaks_the_executor(backe
             assert "killed" in message
         else:
             assert "abandoned" in message
-            assert worker_id is None  # not joined at shutdown: it may never end
+            # Abandoned, not joined at shutdown (it may never end): no worker left un-abandoned.
             assert not [w for w in live_workers() if w.abandoned is None and w.backend == backend]
     finally:
         started = time.monotonic()
@@ -76,7 +75,7 @@ def test_a_successor_that_times_out_is_retried_while_the_worker_carries_on(backe
             latest = ex.submit(jobs.worker_id).result(timeout=20)
             time.sleep(0.02)
         assert latest != first
-        assert ex._ops.recycled["age"] >= 1
+        assert ex.statistics().recycled.get("age", 0) >= 1
 
 
 @pytest.mark.timeout(60)
