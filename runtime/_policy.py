@@ -13,7 +13,9 @@ from ._errors import ConfigurationError
 
 __all__ = [
     "LEAKY_FRESH_WORKERS",
+    "Decision",
     "RestartPolicy",
+    "decide",
     "interpreters_leak",
     "resolve_workers",
     "split_by_weight",
@@ -94,6 +96,55 @@ class RestartPolicy:
         if self.jitter:
             base *= 0.5 + 0.5 * float((rng or random).random())
         return float(base)
+
+
+@dataclasses.dataclass(frozen=True)
+class Decision:
+    """What a pool does after a task failed: the value it acts on and reports.
+
+    * ``action``: ``"restart"`` (after ``delay`` seconds), ``"give_up"`` (the slot failed
+      more than ``max_restarts`` times within ``within``) or ``"stop"`` (the pool is
+      stopping, or the slot is being retired by a resize).
+    * ``fresh_worker``: the restart runs on a new worker rather than the one that failed
+      (always, when that worker is gone).
+    * ``recycle_reason``: a lifecycle limit (``"tasks"``, ``"memory"``, ``"age"``) that
+      retires the failed task's worker, else None.
+    """
+
+    action: Literal["restart", "give_up", "stop"]
+    delay: float = 0.0
+    fresh_worker: bool = False
+    recycle_reason: str | None = None
+
+
+def decide(
+    policy: RestartPolicy,
+    failures: int,
+    *,
+    stopping: bool,
+    worker_alive: bool,
+    recycle_reason: str | None,
+    fresh_allowed: bool,
+    rng: random.Random | None = None,
+) -> Decision:
+    """The pool's restart decision, a pure function of what it knows.
+
+    ``failures``: the slot's failures within ``policy.within`` (this one included);
+    ``worker_alive``: the failed task's worker can host another run; ``recycle_reason``:
+    the lifecycle limit it passed, if any; ``fresh_allowed``: the slot's budget of fresh
+    workers (``RestartPolicy.fresh_workers``) is not spent.
+    """
+    if stopping:
+        return Decision("stop")
+    limit = policy.max_restarts
+    if limit is not None and failures > limit:
+        return Decision("give_up")
+    delay = policy.delay(failures, rng)
+    if not worker_alive:
+        return Decision("restart", delay, fresh_worker=True)
+    if recycle_reason is not None:
+        return Decision("restart", delay, fresh_worker=True, recycle_reason=recycle_reason)
+    return Decision("restart", delay, fresh_worker=policy.fresh_worker and fresh_allowed)
 
 
 def split_by_weight[K](

@@ -1,17 +1,21 @@
 """The supervised pool: N workers, each running one long-lived Task, kept alive.
 
-All decisions are taken on one supervisor thread that reads events (worker
-messages, worker exits, resize/stop requests) from a queue and sleeps on it
-until the next event or the next deadline — a restart due, a bootstrap's time up,
-a worker's age reached — never in a polling loop.
+All decisions are taken on one supervisor thread that handles events from one queue:
+worker messages, worker exits, resize and stop requests, and the deadlines (a restart
+due, a bootstrap's time up, a worker's age reached, the stop timeout), which are hub
+timers that *post* an event. The loop only ever waits on its queue: nothing polls.
+
+The workers' lifecycle (spawn, boot deadline, kill-or-abandon, the successor hand-over)
+is a :class:`~runtime._workerset.WorkerSet`'s; the pool keeps its slots (one per worker,
+bound to a task kind, ``runtime._slots``) and takes the restart decision, a value
+computed by :func:`runtime._policy.decide` that it acts on and hands to observers.
 
 What the lifecycle rules here prevent:
 
 * a bootstrap that hangs blocking ``start()`` for ever, or wedging a running pool:
   each booting worker has a deadline (``boot_timeout``); past it a process worker is
-  killed and any other is abandoned (it cannot be pre-empted, see
-  :meth:`~runtime.backends.WorkerHandle.abandon`), and the slot counts a failure and
-  retries with the restart policy's backoff, while events keep being served;
+  killed and any other is abandoned, and the slot counts a failure and retries with
+  the restart policy's backoff, while events keep being served;
 * a crash loop eating memory: on Pythons whose interpreters leak on destroy, a slot's
   restarts get at most ``RestartPolicy.fresh_workers`` fresh interpreters, then reuse
   the bootstrapped one;
@@ -25,13 +29,11 @@ from __future__ import annotations
 import collections
 import contextlib
 import dataclasses
-import enum
 import logging
 import queue
 import signal
 import threading
 import time
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ._capabilities import Capabilities, capabilities
@@ -39,31 +41,36 @@ from ._channel import pickling_for_process
 from ._common import (
     bootstrap_name,
     close_at_exit,
-    init_spec,
-    next_worker_id,
     pack_bootstrap,
     pickled,
     resolve_backend,
     warn_if_gil_returned,
 )
 from ._early import guard_main_import
-from ._errors import (
-    BackendUnavailable,
-    BootstrapError,
-    ConfigurationError,
-    PoolError,
-)
+from ._errors import BackendUnavailable, BootstrapError, ConfigurationError, PoolError
+from ._events import Hooks, Observer, TaskEvent, TaskFailed, WorkerEvent
+from ._heartbeat import Heartbeat
 from ._hub import Hub
 from ._lifecycle import DEFAULT_BOOT_TIMEOUT, Limits
 from ._pickling import dumps, mode_for
-from ._policy import RestartPolicy, interpreters_leak, resolve_workers, split_by_weight
+from ._policy import (
+    Decision,
+    RestartPolicy,
+    decide,
+    interpreters_leak,
+    resolve_workers,
+    split_by_weight,
+)
 from ._signals import SignalAwareEvent
-from ._task import TaskSpec
+from ._slots import TERMINAL, Kind, Slot, SlotState, normalize_tasks, restart_backoff, retire_order
+from ._task import WorkerInfo
 from ._wire import decode_exception
-from .backends import WorkerHandle, create_worker, join_all
+from ._workerset import Member, WorkerSet
+from .backends import join_all
 from .ops._pool_ops import PoolOps
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
     from types import FrameType, TracebackType
 
 __all__ = ["Pool", "PoolReport", "PoolStatistics"]
@@ -72,6 +79,7 @@ log = logging.getLogger("runtime")
 
 #: Failures a pool keeps for its report (the most recent ones).
 _FAILURES_KEPT = 1000
+_LIFECYCLE = ("ready", "boot_failed", "over_memory")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,54 +113,13 @@ class PoolStatistics:
     by_kind: Mapping[str, int]
     state: str
     recycled: int = 0
-
-
-class _SlotState(enum.Enum):
-    BOOTING = "booting"
-    RUNNING = "running"
-    WAITING = "waiting"  # restart scheduled
-    DONE = "done"
-    GAVE_UP = "gave_up"
-
-
-_TERMINAL = (_SlotState.DONE, _SlotState.GAVE_UP)
-
-
-@dataclasses.dataclass(eq=False)
-class _Kind:
-    spec: TaskSpec
-    blob: bytes
-    weight: float
-    label: str
-
-
-@dataclasses.dataclass(eq=False)
-class _Slot:
-    id: int
-    kind: _Kind
-    state: _SlotState = _SlotState.BOOTING
-    worker: WorkerHandle | None = None
-    attempt: int = 0
-    failures: collections.deque[float] = dataclasses.field(default_factory=collections.deque)
-    restart_at: float = 0.0
-    retiring: bool = False
-    initial: bool = True
-    booted_at: float = 0.0  # when the current worker started booting
-    runs: int = 0  # task runs the current worker hosted
-    over_memory: int | None = None  # what the current worker reported when over the limit
-    fresh: int = 0  # fresh workers started for this slot's restarts
-    standby: WorkerHandle | None = None  # booting/ready successor of an aged worker
-    standby_at: float = 0.0
-    standby_ready: bool = False
-    recycling: bool = False  # the running task was asked to stop for its standby
-
-
-def _normalize_tasks(tasks: Any) -> list[tuple[TaskSpec, float]]:
-    if isinstance(tasks, Mapping):
-        if not tasks:
-            raise ConfigurationError("the task mapping is empty; give at least one task kind")
-        return [(TaskSpec.from_value(k), w) for k, w in tasks.items()]
-    return [(TaskSpec.from_value(tasks), 1)]
+    completed_by_kind: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    restarts_by_kind: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    gave_up_by_kind: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    replaced_by_kind: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    recycled_by_reason: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    #: Per task kind: the longest wait left before a restart (0.0 when none waits).
+    restart_backoff: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 class Pool:
@@ -164,7 +131,8 @@ class Pool:
     fraction of the usable CPUs. ``bootstrap`` (a callable or reference) runs once in
     every fresh worker; its return value is the task's ``self.context``.
     ``on_failure`` (a callable or reference) receives a :class:`runtime.Failure` for
-    every task failure; ``metrics=False`` keeps this pool out of ``/metrics``.
+    every task failure; ``metrics=False`` keeps this pool out of ``/metrics``;
+    ``observers`` (a list of :class:`runtime.Observer`) hear this pool's events.
 
     ``boot_timeout`` (seconds, ``None``: no limit) bounds each worker's bootstrap. An
     initial worker that is not ready in time makes :meth:`start` raise
@@ -199,6 +167,7 @@ class Pool:
         handle_signals: bool = True,
         on_failure: Any = None,
         metrics: bool = True,
+        observers: Iterable[Observer] = (),
         boot_timeout: float | None = DEFAULT_BOOT_TIMEOUT,
         max_tasks_per_worker: int | None = None,
         max_worker_memory: int | str | None = None,
@@ -211,9 +180,9 @@ class Pool:
             raise ConfigurationError(f"restart must be a runtime.RestartPolicy, got {restart!r}")
         if not isinstance(stop_timeout, (int, float)) or stop_timeout < 0:
             raise ConfigurationError(f"stop_timeout must be a number >= 0, got {stop_timeout!r}")
+        self._hooks = Hooks(observers)
         self._caps = caps
         self._cpu_count = caps.cpu_count
-        self._workers_arg = workers
         target = resolve_workers(workers, caps.cpu_count)
         self.backend = resolve_backend(backend, caps)
         self.policy = restart or RestartPolicy()
@@ -225,11 +194,11 @@ class Pool:
         # Task classes from an interactive __main__ (REPL, notebook) travel by value.
         self._pickling = mode_for(self.backend)
         kinds = []
-        for spec, weight in _normalize_tasks(tasks):
+        for spec, weight in normalize_tasks(tasks):
             blob = pickled(
                 spec, f"task {spec.label} with its constructor arguments", self._pickling
             )
-            kinds.append(_Kind(spec, blob, weight, spec.label))
+            kinds.append(Kind(spec, blob, weight, spec.label))
         self._kinds = kinds
         split_by_weight([(k, k.weight) for k in kinds], target)  # validates weights vs count
         self._target = target
@@ -239,19 +208,19 @@ class Pool:
 
         self._events: queue.SimpleQueue[tuple[Any, ...]] = queue.SimpleQueue()
         self._lock = threading.Lock()
-        self._slots: dict[int, _Slot] = {}
-        self._by_worker: dict[int, _Slot] = {}
-        self._workers: dict[int, WorkerHandle] = {}
-        self._spawned: list[WorkerHandle] = []  # every worker ever started, joined at shutdown
+        self._slots: dict[int, Slot] = {}
         self._slot_ids = 0
         self._counts = collections.Counter[str]()
+        self._by_kind = collections.Counter[tuple[str, str]]()  # (counter, task kind)
+        self._recycled_by = collections.Counter[str]()
         # The most recent failures, for the report: a pool in an endless crash loop must
         # not grow by one string per failure for as long as it lives.
         self._failures: collections.deque[str] = collections.deque(maxlen=_FAILURES_KEPT)
         self._state = "new"
         self._stopping = False
         self._stop_deadline: float | None = None
-        self._hub: Hub | None = None
+        self._deadline_passed = False
+        self._set: WorkerSet | None = None
         self._thread: threading.Thread | None = None
         # The main thread waits on these in start()/run()/stop(): a SIGTERM taken by another thread still wakes it.
         self._started = SignalAwareEvent()
@@ -268,11 +237,25 @@ class Pool:
                     f"this pool was already started (state: {self._state}); create a new Pool"
                 )
             self._state = "starting"
-        self._hub = Hub(name="runtime-pool-hub")
+        events = self._events
+        hub = Hub(name="runtime-pool-hub")
+        self._set = WorkerSet(
+            self,
+            backend=self.backend,
+            hub=hub,
+            info=self._info,
+            bootstrap=self._bootstrap,
+            boot_timeout=self.limits.boot_timeout,
+            memory_limit=self.limits.max_worker_memory,
+            on_message=lambda w, m: events.put(("msg", w, m)),
+            on_closed=lambda w: events.put(("closed", w)),
+            post=lambda call: events.put(("call", call)),
+        )
         self._thread = threading.Thread(
             target=self._supervise, name="runtime-supervisor", daemon=True
         )
-        self._ops.attach(self._thread, self._hub)
+        self._heartbeat = Heartbeat("supervisor", self._thread)
+        self._ops.attach(self._hooks, [self._heartbeat, hub.heartbeat])
         self._thread.start()
         close_at_exit(self)
         self._started.wait()
@@ -313,23 +296,34 @@ class Pool:
         self._events.put(("resize", target))
 
     def statistics(self) -> PoolStatistics:
+        """A frozen snapshot of this pool: slots, workers, counters (by task kind too)."""
         with self._lock:
-            live = [s for s in self._slots.values() if s.state not in _TERMINAL]
-            by_kind = collections.Counter(s.kind.label for s in live)
+            live = [s for s in self._slots.values() if s.state not in TERMINAL]
+            counts = self._counts
+
+            def by_kind(what: str) -> dict[str, int]:
+                return {k: n for (w, k), n in self._by_kind.items() if w == what}
+
             return PoolStatistics(
                 backend=self.backend,
                 target_workers=self._target,
-                workers_alive=len(self._workers),
-                running=sum(s.state is _SlotState.RUNNING for s in live),
-                booting=sum(s.state is _SlotState.BOOTING for s in live),
-                waiting_restart=sum(s.state is _SlotState.WAITING for s in live),
-                completed=self._counts["completed"],
-                restarts=self._counts["restarts"],
-                gave_up=self._counts["gave_up"],
-                replaced=self._counts["replaced"],
-                by_kind=dict(by_kind),
+                workers_alive=0 if self._set is None else len(self._set.members),
+                running=sum(s.state is SlotState.RUNNING for s in live),
+                booting=sum(s.state is SlotState.BOOTING for s in live),
+                waiting_restart=sum(s.state is SlotState.WAITING for s in live),
+                completed=counts["completed"],
+                restarts=counts["restarts"],
+                gave_up=counts["gave_up"],
+                replaced=counts["replaced"],
+                by_kind=dict(collections.Counter(s.kind.label for s in live)),
                 state=self._state,
-                recycled=self._counts["recycled"],
+                recycled=counts["recycled"],
+                completed_by_kind=by_kind("completed"),
+                restarts_by_kind=by_kind("restarts"),
+                gave_up_by_kind=by_kind("gave_up"),
+                replaced_by_kind=by_kind("replaced"),
+                recycled_by_reason=dict(self._recycled_by),
+                restart_backoff=restart_backoff(live, self._kinds, time.monotonic()),
             )
 
     def _close_at_exit(self) -> None:
@@ -381,70 +375,7 @@ class Pool:
 
         return restore
 
-    # ------------------------------------------------------------------ supervisor
-    def _new_slot(self, kind: _Kind, *, initial: bool) -> _Slot:
-        self._slot_ids += 1
-        slot = _Slot(self._slot_ids, kind, initial=initial)
-        self._slots[slot.id] = slot
-        self._spawn(slot)
-        return slot
-
-    def _spawn(self, slot: _Slot, *, standby: bool = False) -> None:
-        """Start a worker for ``slot``: its own (state BOOTING), or a standby successor."""
-        assert self._hub is not None
-        worker = create_worker(
-            self.backend,
-            next_worker_id(),
-            self._hub,
-            lambda w, m: self._events.put(("msg", w, m)),
-            lambda w: self._events.put(("closed", w)),
-        )
-        info = self._info(slot, worker)
-        now = time.monotonic()
-        if standby:
-            slot.standby = worker
-            slot.standby_at = now
-            slot.standby_ready = False
-        else:
-            slot.worker = worker
-            slot.state = _SlotState.BOOTING
-            slot.booted_at = now
-            slot.runs = 0
-            slot.over_memory = None
-        self._by_worker[worker.id] = slot
-        self._workers[worker.id] = worker
-        self._spawned.append(worker)
-        try:
-            worker.start(
-                init_spec(
-                    info,
-                    self.backend,
-                    self._bootstrap,
-                    memory_limit=self.limits.max_worker_memory,
-                )
-            )
-        except Exception as exc:
-            self._by_worker.pop(worker.id, None)
-            self._workers.pop(worker.id, None)
-            if standby:
-                slot.standby = None
-            else:
-                slot.worker = None
-            raise BackendUnavailable(f"could not start a {self.backend} worker: {exc}") from exc
-
-    def _info(self, slot: _Slot, worker: WorkerHandle) -> dict[str, Any]:
-        return {
-            "id": worker.id,
-            "backend": self.backend,
-            "attempt": slot.attempt + 1,
-            "slot": slot.id,
-            "kind": slot.kind.label,
-            "pid": worker.pid or 0,
-        }
-
-    def _live_slots(self) -> list[_Slot]:
-        return [s for s in self._slots.values() if s.state not in _TERMINAL]
-
+    # ------------------------------------------------------------------ supervisor loop
     def _supervise(self) -> None:
         try:
             self._boot()
@@ -457,6 +388,7 @@ class Pool:
         finally:
             self._shutdown_workers()
             self._ops.close()
+            self._heartbeat.close()
             self._started.set()
             self._finished.set()
 
@@ -472,18 +404,13 @@ class Pool:
                 return
         # Wait for every initial worker to report ready (or for the first boot failure).
         while not self._fatal:
-            booting = [
-                s for s in self._slots.values() if s.state is _SlotState.BOOTING and s.initial
-            ]
+            with self._lock:
+                booting = any(
+                    s.state is SlotState.BOOTING and s.initial for s in self._slots.values()
+                )
             if not booting:
                 break
-            deadlines = self._boot_deadlines(booting)
-            timeout = max(0.0, min(deadlines) - time.monotonic()) if deadlines else None
-            event = self._ops.supervisor.get_or_none(self._events, timeout)
-            if event is not None:
-                self._handle(event)
-            with self._lock:
-                self._check_boots(time.monotonic())
+            self._handle(self._heartbeat.get(self._events))
         with self._lock:
             if self._fatal is None and not self._stopping:
                 self._state = "running"
@@ -492,32 +419,14 @@ class Pool:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                live = self._live_slots()
-            if not live and not self._stopping:
+                live = any(s.state not in TERMINAL for s in self._slots.values())
+                members = bool(self._workers().members)
+            if not live and (not self._stopping or not members):
                 break
-            if self._stopping and not live and not self._workers:
-                break
-            now = time.monotonic()
-            deadlines = [s.restart_at for s in live if s.state is _SlotState.WAITING]
-            deadlines += self._boot_deadlines(live)
-            deadlines += self._age_deadlines(live)
-            if self._stop_deadline is not None:
-                deadlines.append(self._stop_deadline)
-            timeout = max(0.0, min(deadlines) - now) if deadlines else None
-            event = self._ops.supervisor.get_or_none(self._events, timeout)
-            if event is not None:
-                self._handle(event)
-            self._due(time.monotonic())
-            with self._lock:
-                self._check_boots(time.monotonic())
-                self._check_ages(time.monotonic())
-            if (
-                self._stopping
-                and self._stop_deadline is not None
-                and time.monotonic() >= self._stop_deadline
-            ):
+            if self._deadline_passed:
                 self._abandon()
                 break
+            self._handle(self._heartbeat.get(self._events))
 
     def _handle(self, event: tuple[Any, ...]) -> None:
         kind = event[0]
@@ -526,324 +435,575 @@ class Pool:
                 self._on_message(event[1], event[2])
             elif kind == "closed":
                 self._on_closed(event[1])
+            elif kind == "call":  # a deadline (WorkerSet.call_later)
+                event[1]()
             elif kind == "resize":
                 self._on_resize(event[1])
             elif kind == "stop":
                 self._on_stop(event[1])
+            elif kind == "deadline":
+                deadline = self._stop_deadline
+                self._deadline_passed = deadline is not None and time.monotonic() >= deadline
 
-    def _on_message(self, worker: WorkerHandle, msg: tuple[Any, ...]) -> None:
-        slot = self._by_worker.get(worker.id)
-        what = msg[0]
-        if slot is None or worker.abandoned is not None:
-            return
-        if worker is slot.standby:
-            self._on_standby_message(slot, worker, msg)
-            return
-        if worker is not slot.worker:
-            return
-        if what == "ready":
-            worker.pid = msg[1]
-            warn_if_gil_returned(msg[2], self._caps, self.backend)
-            if self._stopping or slot.retiring:
-                self._finish_slot(slot, _SlotState.DONE, counted=None)
-                return
-            slot.attempt += 1
-            slot.runs += 1
-            slot.state = _SlotState.RUNNING
-            slot.initial = False
-            worker.send(("task", self._task_blob(slot.kind), self._info_running(slot, worker)))
-        elif what == "over_memory":
-            slot.over_memory = int(msg[1])
-        elif what == "boot_failed":
-            exc_payload, refused = msg[1], msg[2]
-            if slot.initial and self._state == "starting":
-                cls = BackendUnavailable if refused else BootstrapError
-                _, name, message, tb = exc_payload
-                hint = (
-                    f" (the {self.backend} backend cannot load an extension the bootstrap needs; "
-                    "use backend='thread' or backend='process')"
-                    if refused
-                    else ""
-                )
-                self._fatal = cls(
-                    f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}",
-                    tb,
-                )
-                self._stopping = True
-                return
-            summary = f"bootstrap failed: {exc_payload[1]}: {exc_payload[2]}"
-            self._on_failure(slot, summary, exc_payload[3])
-            self._ops.task_failed(slot, worker, exc_payload, summary, self.backend)
-        elif what == "task_done":
-            if slot.recycling and slot.standby_ready and not (self._stopping or slot.retiring):
-                self._recycle_running(slot)
-                return
-            self._finish_slot(slot, _SlotState.DONE, counted="completed")
-            log.info(
-                "runtime: task %s (slot %d) returned; its job is finished", slot.kind.label, slot.id
-            )
-        elif what == "task_failed":
-            exc = decode_exception(msg[1])
-            self._on_failure(slot, f"{type(exc).__name__}: {exc}", msg[1][3])
-            self._ops.task_failed(slot, worker, msg[1], str(exc), self.backend)
+    def _workers(self) -> WorkerSet:
+        assert self._set is not None
+        return self._set
 
-    def _task_blob(self, kind: _Kind) -> bytes:
+    # ------------------------------------------------------------------ slots and workers
+    # Everything below runs on the supervisor thread with the lock held.
+    def _new_slot(self, kind: Kind, *, initial: bool) -> Slot:
+        self._slot_ids += 1
+        slot = Slot(self._slot_ids, kind, initial=initial)
+        self._slots[slot.id] = slot
+        self._spawn(slot)
+        return slot
+
+    def _spawn(self, slot: Slot, *, standby: bool = False) -> None:
+        """Start a worker for ``slot``: its own (state BOOTING), or a standby successor."""
+        workers = self._workers()
+        member = workers.spawn(tag=slot, predecessor=slot.worker if standby else None)
+        if standby:
+            slot.standby = member
+        else:
+            slot.new_worker(member, member.started)
+            slot.state = SlotState.BOOTING
+            self._arm_age(slot)
+        self._worker_event("worker_started", member, "standby" if standby else "spawn")
+
+    def _info(self, member: Member) -> dict[str, Any]:
+        slot: Slot = member.tag
+        return {
+            "id": member.handle.id,
+            "backend": self.backend,
+            "attempt": slot.attempt + 1,
+            "slot": slot.id,
+            "kind": slot.kind.label,
+            "pid": member.handle.pid or 0,
+        }
+
+    def _worker_event(
+        self, hook: str, member: Member, reason: str, error: BaseException | str | None = None
+    ) -> None:
+        dispatch = getattr(self._hooks, hook)
+        if dispatch:
+            handle = member.handle
+            dispatch(WorkerEvent("pool", self, handle.id, self.backend, handle.pid, reason, error))
+
+    def _count(self, what: str, slot: Slot) -> None:
+        self._counts[what] += 1
+        self._by_kind[(what, slot.kind.label)] += 1
+
+    def _count_recycled(self, slot: Slot, reason: str) -> None:
+        self._counts["recycled"] += 1
+        self._recycled_by[reason] += 1
+
+    def _run_task(self, slot: Slot) -> None:
+        """Send the slot's task to its (booted, idle) worker."""
+        worker = slot.worker
+        assert worker is not None
+        slot.attempt += 1
+        slot.runs += 1
+        slot.state = SlotState.RUNNING
+        slot.initial = False
+        info = self._info(worker)
+        info["attempt"] = slot.attempt
+        worker.handle.send(("task", self._task_blob(slot.kind), info))
+        self._check_age(slot)
+
+    def _task_blob(self, kind: Kind) -> bytes:
         if self.backend != "process":
             return kind.blob
         # Channels among the task's arguments travel to a child as duplicated descriptors.
         with pickling_for_process():
             return dumps(kind.spec, self._pickling)
 
-    def _info_running(self, slot: _Slot, worker: WorkerHandle) -> dict[str, Any]:
-        info = self._info(slot, worker)
-        info["attempt"] = slot.attempt
-        return info
-
-    def _release_worker(self, slot: _Slot) -> None:
-        self._let_go(slot.worker)
+    def _release_worker(self, slot: Slot) -> None:
+        """Detach the slot's worker and ask it to finish (after what it runs)."""
+        if slot.worker is not None:
+            self._workers().retire(slot.worker)
         slot.worker = None
         slot.recycling = False
+        if slot.age_timer is not None:
+            slot.age_timer.cancel()
+            slot.age_timer = None
 
-    def _release_standby(self, slot: _Slot) -> None:
-        self._let_go(slot.standby)
+    def _release_standby(self, slot: Slot) -> None:
+        if slot.standby is not None:
+            self._workers().retire(slot.standby)
         slot.standby = None
-        slot.standby_ready = False
         slot.recycling = False
 
-    def _let_go(self, worker: WorkerHandle | None) -> None:
-        """Detach ``worker`` from its slot and ask it to finish (after what it runs)."""
-        if worker is not None:
-            self._by_worker.pop(worker.id, None)
-            worker.exit()
-
-    def _adopt_standby(self, slot: _Slot) -> None:
-        """The ready standby becomes the slot's (idle) worker; the old one is released."""
+    def _adopt_standby(self, slot: Slot, reason: str = "age") -> None:
+        """The ready standby becomes the slot's (idle) worker; the old one retires."""
         standby = slot.standby
         assert standby is not None
+        workers = self._workers()
+        old = slot.worker
+        if old is not None and workers.live(old):
+            workers.hand_over(old)  # retires ``old``, activates the standby
+            self._worker_event("worker_retired", old, reason)
+        else:
+            standby.predecessor = None
+            workers.activate(standby)
         self._release_worker(slot)
-        slot.worker = standby
         slot.standby = None
-        slot.standby_ready = False
-        slot.booted_at = slot.standby_at
-        slot.runs = 0
-        slot.over_memory = None
+        slot.new_worker(standby, standby.started)
+        self._arm_age(slot)
 
-    def _finish_slot(self, slot: _Slot, state: _SlotState, counted: str | None) -> None:
+    def _finish_slot(self, slot: Slot, state: SlotState, counted: str | None) -> None:
         slot.state = state
         if counted:
-            self._counts[counted] += 1
-            self._ops.count(counted, slot.kind.label)
+            self._count(counted, slot)
+        if slot.timer is not None:
+            slot.timer.cancel()
+            slot.timer = None
         self._release_worker(slot)
         self._release_standby(slot)
 
-    def _count_recycled(self, slot: _Slot, reason: str) -> None:
-        self._counts["recycled"] += 1
-        self._ops.recycled(reason, slot.kind.label)
+    def _drop(self, member: Member, reason: str) -> bool:
+        """Give up on ``member`` for good: killed (process, True) or abandoned."""
+        killed = self._workers().kill_or_abandon(member, reason)
+        if killed:
+            log.warning("runtime: killed process worker %d: %s", member.handle.id, reason)
+        self._worker_event("worker_stopped", member, "killed" if killed else "abandoned", reason)
+        return killed
 
-    def _recycle_reason(self, slot: _Slot, now: float) -> str | None:
-        """Why the slot's worker must not host another run (lifecycle limits), or None."""
-        limits = self.limits
-        if limits.max_tasks_per_worker is not None and slot.runs >= limits.max_tasks_per_worker:
-            return "tasks"
-        if slot.over_memory is not None:
-            return "memory"
-        if limits.max_worker_age is not None and now - slot.booted_at >= limits.max_worker_age:
-            return "age"
-        return None
+    # ------------------------------------------------------------------ WorkerSet callbacks
+    def worker_ready(self, member: Member) -> None:
+        slot: Slot = member.tag
+        self._worker_event("worker_ready", member, "spawn")
+        if member is slot.standby:
+            self._standby_ready(slot)
+        elif member is slot.worker:
+            if self._stopping or slot.retiring:
+                self._finish_slot(slot, SlotState.DONE, counted=None)
+            else:
+                self._run_task(slot)
 
-    def _wants_fresh_worker(self, slot: _Slot) -> bool:
-        """RestartPolicy.fresh_worker, within the slot's budget of fresh workers."""
-        if not self.policy.fresh_worker:
-            return False
-        budget = self._fresh_budget
-        if budget is None or slot.fresh < budget:
-            slot.fresh += 1
-            return True
-        if not self._budget_warned:
-            self._budget_warned = True
-            why = (
-                "CPython before 3.14 leaks about 3-4 MB for every subinterpreter it creates "
-                "and destroys"
-                if interpreters_leak(self.backend)
-                else "RestartPolicy.fresh_workers limits them"
-            )
+    def worker_boot_failed(self, member: Member, payload: Any, refused: bool) -> None:
+        slot: Slot = member.tag
+        self._worker_event("worker_failed", member, "boot_failed", f"{payload[1]}: {payload[2]}")
+        if member is slot.standby:
             log.warning(
-                "runtime: slot %d (%s) used its %d fresh %s workers for restarts; from now on "
-                "its restarts reuse the bootstrapped worker (module state left by a failed run "
-                "stays), because %s. To change it: use Python 3.14+, backend='process', or "
-                "RestartPolicy(fresh_workers=None) with a max_restarts limit",
+                "runtime: the successor booted for slot %d failed its bootstrap: %s: %s; "
+                "trying again later",
                 slot.id,
-                slot.kind.label,
-                budget,
-                self.backend,
-                why,
+                payload[1],
+                payload[2],
             )
-        return False
+            self._release_standby(slot)
+            self._standby_failed(slot)
+            return
+        if member is not slot.worker:
+            return
+        if slot.initial and self._state == "starting":
+            cls = BackendUnavailable if refused else BootstrapError
+            _, name, message, tb = payload
+            hint = (
+                f" (the {self.backend} backend cannot load an extension the bootstrap needs; "
+                "use backend='thread' or backend='process')"
+                if refused
+                else ""
+            )
+            self._fatal = cls(
+                f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}",
+                tb,
+            )
+            self._stopping = True
+            return
+        summary = f"bootstrap failed: {payload[1]}: {payload[2]}"
+        self._task_failed(slot, summary, payload[3], payload=payload)
 
-    def _on_failure(
-        self, slot: _Slot, summary: str, tb: str | None, *, worker_gone: bool = False
+    def worker_boot_timed_out(self, member: Member, elapsed: float, killed: bool) -> None:
+        slot: Slot = member.tag
+        timeout = self.limits.boot_timeout
+        self._worker_event("worker_failed", member, "boot_timeout", f"{elapsed:.1f}s")
+        if member is slot.standby:
+            log.error(
+                "runtime: the successor worker %d booted for slot %d did not finish the "
+                "bootstrap %s within boot_timeout=%gs; trying again later",
+                member.handle.id,
+                slot.id,
+                self._bootstrap_name,
+                timeout,
+            )
+            slot.standby = None
+            slot.recycling = False
+            self._standby_failed(slot)
+            return
+        if member is not slot.worker:
+            return
+        what = (
+            f"worker {member.handle.id} (slot {slot.id}, task {slot.kind.label}, "
+            f"{self.backend} backend) did not finish the bootstrap "
+            f"{self._bootstrap_name} within boot_timeout={timeout:g}s "
+            f"({elapsed:.1f}s elapsed)"
+        )
+        fate = "killed" if killed else "abandoned"
+        slot.worker = None
+        if slot.initial and self._state == "starting":
+            self._fatal = BootstrapError(
+                f"{what}; it was {fate}. Make the bootstrap faster, raise "
+                "boot_timeout (None: no limit), or find what it waits for"
+            )
+            self._stopping = True
+            # The pool stops: the other bootstraps still running are given up too
+            # (no stop request can reach code that has not reported ready).
+            for other in self._slots.values():
+                if other.state is SlotState.BOOTING and other.worker is not None:
+                    self._drop(other.worker, "the pool's start-up failed")
+                    other.worker = None
+                    other.state = SlotState.DONE
+            return
+        log.error("runtime: %s; it was %s and will be retried", what, fate)
+        self._task_failed(
+            slot,
+            f"bootstrap timed out after {elapsed:.1f}s",
+            None,
+            exc_type="runtime.BootstrapError",
+            failed=member,
+        )
+
+    def worker_over_memory(self, member: Member, nbytes: int) -> None:
+        slot: Slot = member.tag
+        if member is slot.worker:
+            slot.over_memory = nbytes
+
+    # ------------------------------------------------------------------ worker messages
+    def _on_message(self, handle: Any, msg: tuple[Any, ...]) -> None:
+        workers = self._workers()
+        member = workers.members.get(handle.id)
+        if member is None or handle.abandoned is not None:
+            return
+        what = msg[0]
+        if what in _LIFECYCLE:
+            if what == "ready" and member is member.tag.worker:
+                warn_if_gil_returned(msg[2], self._caps, self.backend)
+            workers.message(handle, msg)
+            return
+        slot: Slot = member.tag
+        if member is not slot.worker:
+            return
+        if what == "task_done":
+            if (
+                slot.recycling
+                and self._standby_booted(slot)
+                and not (self._stopping or slot.retiring)
+            ):
+                self._recycle_running(slot)
+                return
+            self._finish_slot(slot, SlotState.DONE, counted="completed")
+            if self._hooks.task_finished:
+                self._hooks.task_finished(
+                    TaskEvent(self, slot.kind.label, slot.id, slot.attempt, handle.id)
+                )
+            log.info(
+                "runtime: task %s (slot %d) returned; its job is finished", slot.kind.label, slot.id
+            )
+        elif what == "task_failed":
+            exc = decode_exception(msg[1])
+            self._task_failed(slot, f"{type(exc).__name__}: {exc}", msg[1][3], payload=msg[1])
+
+    def _on_closed(self, handle: Any) -> None:
+        member = self._workers().closed(handle)
+        if member is None:
+            return
+        slot: Slot = member.tag
+        self._worker_event("worker_stopped", member, "exit", handle.describe_exit())
+        if member is slot.standby:
+            log.warning(
+                "runtime: the successor booted for slot %d failed: %s; trying again later",
+                slot.id,
+                handle.describe_exit(),
+            )
+            slot.standby = None
+            slot.recycling = False
+            self._standby_failed(slot)
+            return
+        if member is not slot.worker:
+            return
+        slot.worker = None
+        if slot.state in (SlotState.RUNNING, SlotState.BOOTING):
+            if slot.initial and self._state == "starting":
+                self._fatal = BootstrapError(
+                    f"a fresh {self.backend} worker died while bootstrapping: {handle.describe_exit()}"
+                )
+                self._stopping = True
+                return
+            self._count("replaced", slot)
+            log.warning("runtime: %s; replacing it", handle.describe_exit())
+            self._worker_event("worker_replaced", member, "died", handle.describe_exit())
+            self._task_failed(slot, handle.describe_exit(), None, worker_gone=True, failed=member)
+
+    # ------------------------------------------------------------------ failures and restarts
+    def _task_failed(
+        self,
+        slot: Slot,
+        summary: str,
+        tb: str | None,
+        *,
+        payload: Any = None,
+        exc_type: str = "runtime.WorkerCrashed",
+        worker_gone: bool = False,
+        failed: Member | None = None,
     ) -> None:
-        label = f"{slot.kind.label} (slot {slot.id}, attempt {slot.attempt})"
+        """Record a failure of ``slot``'s task, decide what happens next, act, report."""
+        label = slot.label()
         self._failures.append(f"{label}: {summary}")
         if tb:
             log.error("runtime: task %s failed: %s\n%s", label, summary, tb.rstrip())
         else:
             log.error("runtime: task %s failed: %s", label, summary)
+        failed = failed or slot.worker
         now = time.monotonic()
-        if worker_gone or slot.state is _SlotState.BOOTING:
+        if worker_gone or slot.state is SlotState.BOOTING:
             self._release_worker(slot)
-        slot.failures.append(now)
-        while slot.failures and now - slot.failures[0] > self.policy.within:
-            slot.failures.popleft()
-        if self._stopping or slot.retiring:
-            slot.state = _SlotState.DONE
-            self._release_worker(slot)
-            self._release_standby(slot)
+        failures = slot.record_failure(now, self.policy.within)
+        budget = self._fresh_budget
+        decision = decide(
+            self.policy,
+            failures,
+            stopping=self._stopping or slot.retiring,
+            worker_alive=slot.worker is not None,
+            recycle_reason=slot.recycle_reason(self.limits, now) if slot.worker else None,
+            fresh_allowed=budget is None or slot.fresh < budget,
+        )
+        self._apply(slot, decision, label, now)
+        if self._hooks.task_failed:
+            if payload is not None:
+                name: str = payload[1]
+                exc_type = name[9:] if name.startswith("builtins.") else name
+                message, tb = payload[2], payload[3]
+            else:
+                message, tb = summary, ""
+            info = None
+            if failed is not None:
+                handle = failed.handle
+                info = WorkerInfo(
+                    id=handle.id,
+                    backend=self.backend,
+                    attempt=slot.attempt,
+                    slot=slot.id,
+                    kind=slot.kind.label,
+                    pid=handle.pid,
+                )
+            self._hooks.task_failed(
+                TaskFailed(
+                    self,
+                    slot.kind.label,
+                    slot.id,
+                    slot.attempt,
+                    info,
+                    exc_type,
+                    message,
+                    tb or "",
+                    decision,
+                )
+            )
+
+    def _apply(self, slot: Slot, decision: Decision, label: str, now: float) -> None:
+        if decision.action == "stop":
+            self._finish_slot(slot, SlotState.DONE, counted=None)
             return
-        limit = self.policy.max_restarts
-        if limit is not None and len(slot.failures) > limit:
+        if decision.action == "give_up":
             log.error(
-                "runtime: giving up on %s: %d failures within %.1fs exceed max_restarts=%d",
+                "runtime: giving up on %s: %d failures within %.1fs exceed max_restarts=%s",
                 label,
                 len(slot.failures),
                 self.policy.within,
-                limit,
+                self.policy.max_restarts,
             )
-            self._finish_slot(slot, _SlotState.GAVE_UP, counted="gave_up")
+            self._finish_slot(slot, SlotState.GAVE_UP, counted="gave_up")
             return
         if slot.worker is not None:
-            # The restart reuses the worker unless a lifecycle limit or the policy says not to.
-            reason = self._recycle_reason(slot, now) if self.limits.recycles else None
+            reason = decision.recycle_reason
             if reason is not None:
                 log.info("runtime: recycling the worker of %s (%s) for its restart", label, reason)
                 self._count_recycled(slot, reason)
+                self._worker_event("worker_retired", slot.worker, reason)
                 self._release_worker(slot)
-            elif self._wants_fresh_worker(slot):
+            elif decision.fresh_worker:
+                slot.fresh += 1
                 self._release_worker(slot)
-        if slot.worker is None and slot.standby is not None and slot.standby_ready:
+            elif self.policy.fresh_worker:
+                self._warn_budget(slot)
+        if slot.worker is None and self._standby_booted(slot):
             self._adopt_standby(slot)
-        delay = self.policy.delay(len(slot.failures))
-        slot.state = _SlotState.WAITING
-        slot.restart_at = now + delay
-        log.info("runtime: restarting %s in %.3fs", label, delay)
+        slot.state = SlotState.WAITING
+        slot.restart_at = now + decision.delay
+        slot.timer = self._workers().call_later(decision.delay, self._restart_due, slot)
+        log.info("runtime: restarting %s in %.3fs", label, decision.delay)
 
-    def _on_closed(self, worker: WorkerHandle) -> None:
-        self._workers.pop(worker.id, None)
-        self._spawned = [h for h in self._spawned if not h.join(0)]
-        slot = self._by_worker.pop(worker.id, None)
-        if slot is not None and worker is slot.standby:
-            log.warning(
-                "runtime: the successor booted for slot %d failed: %s; trying again later",
-                slot.id,
-                worker.describe_exit(),
-            )
-            slot.standby = None
-            slot.standby_ready = False
-            slot.recycling = False
-            slot.booted_at = time.monotonic()  # the next try after another max_worker_age
+    def _warn_budget(self, slot: Slot) -> None:
+        if self._budget_warned:
             return
-        if slot is None or slot.worker is not worker:
+        self._budget_warned = True
+        why = (
+            "CPython before 3.14 leaks about 3-4 MB for every subinterpreter it creates "
+            "and destroys"
+            if interpreters_leak(self.backend)
+            else "RestartPolicy.fresh_workers limits them"
+        )
+        log.warning(
+            "runtime: slot %d (%s) used its %d fresh %s workers for restarts; from now on "
+            "its restarts reuse the bootstrapped worker (module state left by a failed run "
+            "stays), because %s. To change it: use Python 3.14+, backend='process', or "
+            "RestartPolicy(fresh_workers=None) with a max_restarts limit",
+            slot.id,
+            slot.kind.label,
+            self._fresh_budget,
+            self.backend,
+            why,
+        )
+
+    def _restart_due(self, slot: Slot) -> None:
+        """Timer: the slot's back-off is over."""
+        slot.timer = None
+        if slot.state is not SlotState.WAITING or self._stopping:
             return
-        slot.worker = None
-        if slot.state in (_SlotState.RUNNING, _SlotState.BOOTING):
-            if slot.initial and self._state == "starting":
-                self._fatal = BootstrapError(
-                    f"a fresh {self.backend} worker died while bootstrapping: {worker.describe_exit()}"
-                )
-                self._stopping = True
-                return
-            self._counts["replaced"] += 1
-            self._ops.count("replaced", slot.kind.label)
-            log.warning("runtime: %s; replacing it", worker.describe_exit())
-            self._on_failure(slot, worker.describe_exit(), None, worker_gone=True)
-            self._ops.task_failed(slot, worker, None, worker.describe_exit(), self.backend)
+        self._count("restarts", slot)
+        if slot.worker is not None:
+            self._run_task(slot)
+            return
+        try:
+            self._spawn(slot)
+        except Exception as exc:
+            log.error("runtime: could not start a replacement worker: %s", exc)
+            delay = self.policy.delay(len(slot.failures) + 1)
+            slot.restart_at = time.monotonic() + delay
+            slot.timer = self._workers().call_later(delay, self._restart_due, slot)
 
-    def _due(self, now: float) -> None:
-        with self._lock:
-            for slot in self._live_slots():
-                if (
-                    slot.state is _SlotState.WAITING
-                    and now >= slot.restart_at
-                    and not self._stopping
-                ):
-                    self._counts["restarts"] += 1
-                    self._ops.count("restarts", slot.kind.label)
-                    if slot.worker is None:
-                        try:
-                            self._spawn(slot)
-                        except Exception as exc:
-                            log.error("runtime: could not start a replacement worker: %s", exc)
-                            slot.restart_at = now + self.policy.delay(len(slot.failures) + 1)
-                    else:
-                        slot.attempt += 1
-                        slot.runs += 1
-                        slot.state = _SlotState.RUNNING
-                        slot.worker.send(
-                            (
-                                "task",
-                                self._task_blob(slot.kind),
-                                self._info_running(slot, slot.worker),
-                            )
-                        )
+    # ------------------------------------------------------------------ aged workers
+    def _arm_age(self, slot: Slot) -> None:
+        """Time the slot's worker's age (``max_worker_age``) from ``slot.age_from``."""
+        age = self.limits.max_worker_age
+        if age is None:
+            return
+        if slot.age_timer is not None:
+            slot.age_timer.cancel()
+        delay = max(0.0, slot.age_from + age - time.monotonic())
+        slot.age_timer = self._workers().call_later(delay, self._age_due, slot)
 
+    def _age_due(self, slot: Slot) -> None:
+        slot.age_timer = None
+        self._check_age(slot)
+
+    def _check_age(self, slot: Slot) -> None:
+        """Boot a successor for a running task whose worker passed ``max_worker_age``."""
+        age = self.limits.max_worker_age
+        now = time.monotonic()
+        if (
+            age is None
+            or self._stopping
+            or slot.state is not SlotState.RUNNING
+            or slot.worker is None
+            or slot.standby is not None
+            or slot.retiring
+            or now - slot.age_from < age
+        ):
+            return
+        log.info(
+            "runtime: the worker of slot %d (%s) passed max_worker_age=%gs; booting its "
+            "successor before asking the task to stop",
+            slot.id,
+            slot.kind.label,
+            age,
+        )
+        try:
+            self._spawn(slot, standby=True)
+        except Exception as exc:
+            log.error("runtime: could not start a successor worker: %s", exc)
+            self._standby_failed(slot)
+
+    def _standby_failed(self, slot: Slot) -> None:
+        """The successor could not take over: try again after another ``max_worker_age``."""
+        slot.age_from = time.monotonic()
+        self._arm_age(slot)
+
+    def _standby_booted(self, slot: Slot) -> bool:
+        return slot.standby is not None and slot.standby.booted
+
+    def _standby_ready(self, slot: Slot) -> None:
+        if self._stopping or slot.retiring:
+            self._release_standby(slot)
+        elif slot.state is SlotState.RUNNING and slot.worker is not None:
+            slot.recycling = True
+            slot.worker.handle.request_stop()
+        elif slot.state is SlotState.WAITING:
+            self._count_recycled(slot, "age")
+            self._adopt_standby(slot)
+        else:
+            self._release_standby(slot)
+
+    def _recycle_running(self, slot: Slot) -> None:
+        """The task stopped for its aged worker's successor: run it again there."""
+        log.info(
+            "runtime: task %s stopped for recycling; starting it on its new worker",
+            slot.label(attempt=False),
+        )
+        self._count_recycled(slot, "age")
+        self._adopt_standby(slot)
+        self._run_task(slot)
+
+    # ------------------------------------------------------------------ resize and stop
     def _on_resize(self, target: int) -> None:
         self._target = target
         if self._stopping:
             return
         wanted = split_by_weight([(k, k.weight) for k in self._kinds], target)
         for kind, n in wanted.items():
-            live = [s for s in self._live_slots() if s.kind is kind and not s.retiring]
+            live = [s for s in self._slots.values() if s.live and s.kind is kind and not s.retiring]
             if len(live) < n:
                 for _ in range(n - len(live)):
                     self._new_slot(kind, initial=False)
-            elif len(live) > n:
-                # Retire the least useful first: waiting, then booting, then running.
-                order = {_SlotState.WAITING: 0, _SlotState.BOOTING: 1, _SlotState.RUNNING: 2}
-                for slot in sorted(live, key=lambda s: order.get(s.state, 3))[: len(live) - n]:
-                    slot.retiring = True
-                    if slot.state is _SlotState.WAITING:
-                        slot.state = _SlotState.DONE
-                    elif slot.worker is not None and slot.state is _SlotState.RUNNING:
-                        slot.worker.request_stop()
+            for slot in retire_order(live, len(live) - n) if len(live) > n else ():
+                slot.retiring = True
+                if slot.state is SlotState.WAITING:
+                    self._finish_slot(slot, SlotState.DONE, counted=None)
+                elif slot.worker is not None and slot.state is SlotState.RUNNING:
+                    slot.worker.handle.request_stop()
         log.info("runtime: pool resized to %d workers", target)
 
     def _on_stop(self, timeout: float) -> None:
         deadline = time.monotonic() + max(0.0, timeout)
+        if self._stopping and self._stop_deadline is not None and deadline >= self._stop_deadline:
+            return
+        self._stop_deadline = deadline
+        self._workers().hub.call_later(max(0.0, timeout), lambda: self._events.put(("deadline",)))
         if self._stopping:
-            if self._stop_deadline is None or deadline < self._stop_deadline:
-                self._stop_deadline = deadline
             return
         self._stopping = True
         self._state = "stopping"
-        self._stop_deadline = deadline
-        for slot in self._live_slots():
+        for slot in self._slots.values():
+            if not slot.live:
+                continue
             self._release_standby(slot)
-            if slot.state is _SlotState.WAITING:
-                slot.state = _SlotState.DONE
+            if slot.state is SlotState.WAITING:
+                self._finish_slot(slot, SlotState.DONE, counted=None)
             elif slot.worker is not None:
-                slot.worker.request_stop()
-                if slot.state is _SlotState.BOOTING:
-                    self._finish_slot(slot, _SlotState.DONE, counted=None)
+                slot.worker.handle.request_stop()
+                if slot.state is SlotState.BOOTING:
+                    self._finish_slot(slot, SlotState.DONE, counted=None)
 
     def _abandon(self) -> None:
         with self._lock:
-            for slot in self._live_slots():
+            for slot in self._slots.values():
+                if not slot.live:
+                    continue
                 self._counts["unfinished"] += 1
-                worker = slot.worker
-                label = f"{slot.kind.label} (slot {slot.id})"
-                if worker is not None and not worker.kill():
-                    self._drop_worker(
-                        worker,
-                        f"task {label} did not stop in time (check self.stopping in long loops)",
+                if slot.worker is not None:
+                    self._drop(
+                        slot.worker,
+                        f"task {slot.label(attempt=False)} did not stop in time "
+                        "(check self.stopping in long loops)",
                     )
-                else:
-                    log.warning("runtime: task %s did not stop in time and was killed", label)
-                slot.state = _SlotState.DONE
+                slot.state = SlotState.DONE
                 slot.worker = None
 
     def _shutdown_workers(self) -> None:
+        workers = self._workers()
         with self._lock:
-            workers = list(self._workers.values())
+            members = list(workers.members.values())
             if self._state != "new":
                 self._state = "stopped"
             self._report = PoolReport(
@@ -856,173 +1016,13 @@ class Pool:
                 failures=tuple(self._failures),
                 recycled=self._counts["recycled"],
             )
-        for worker in workers:
-            worker.exit()
+        for member in members:
+            member.handle.exit()
         # Join every worker this pool ever started, not only the ones still connected: a
         # worker whose pipe closed may still be tearing down its interpreter or process.
         # Abandoned ones are not waited for: they may never end (see WorkerHandle.abandon).
-        stragglers = join_all([w for w in self._spawned if w.abandoned is None], 5.0)
-        if self._hub is not None:
-            self._hub.close()
-        stragglers = join_all(stragglers, 1.0)
-        for worker in stragglers:
-            worker.abandon("it did not end when the pool stopped")
-        self._spawned = []
-
-    # ------------------------------------------------------------------ lifecycle deadlines
-    def _boot_deadlines(self, slots: list[_Slot]) -> list[float]:
-        timeout = self.limits.boot_timeout
-        if timeout is None:
-            return []
-        out = [
-            s.booted_at + timeout
-            for s in slots
-            if s.state is _SlotState.BOOTING and s.worker is not None
-        ]
-        out += [
-            s.standby_at + timeout for s in slots if s.standby is not None and not s.standby_ready
-        ]
-        return out
-
-    def _age_deadlines(self, slots: list[_Slot]) -> list[float]:
-        age = self.limits.max_worker_age
-        if age is None or self._stopping:
-            return []
-        return [
-            s.booted_at + age
-            for s in slots
-            if s.state is _SlotState.RUNNING and s.standby is None and not s.retiring
-        ]
-
-    def _drop_worker(self, worker: WorkerHandle, reason: str) -> None:
-        """Detach a worker from its slot for good: a process is killed, others abandoned."""
-        self._by_worker.pop(worker.id, None)
-        if self.backend == "process":
-            log.warning("runtime: killing process worker %d: %s", worker.id, reason)
-            worker.kill()  # its exit comes back as a "closed" event; it is reaped at shutdown
-            return
-        self._workers.pop(worker.id, None)
-        self._spawned = [h for h in self._spawned if h is not worker]
-        worker.abandon(reason)
-
-    def _check_boots(self, now: float) -> None:
-        """Give up on bootstraps that ran past ``boot_timeout`` (supervisor thread, lock held)."""
-        timeout = self.limits.boot_timeout
-        if timeout is None or self._fatal is not None:
-            return
-        for slot in self._live_slots():
-            worker = slot.worker
-            if (
-                slot.state is _SlotState.BOOTING
-                and worker is not None
-                and now - slot.booted_at >= timeout
-            ):
-                elapsed = now - slot.booted_at
-                what = (
-                    f"worker {worker.id} (slot {slot.id}, task {slot.kind.label}, "
-                    f"{self.backend} backend) did not finish the bootstrap "
-                    f"{self._bootstrap_name} within boot_timeout={timeout:g}s "
-                    f"({elapsed:.1f}s elapsed)"
-                )
-                fate = "killed" if self.backend == "process" else "abandoned"
-                self._drop_worker(worker, f"its bootstrap ran past boot_timeout={timeout:g}s")
-                slot.worker = None
-                if slot.initial and self._state == "starting":
-                    self._fatal = BootstrapError(
-                        f"{what}; it was {fate}. Make the bootstrap faster, raise "
-                        "boot_timeout (None: no limit), or find what it waits for"
-                    )
-                    self._stopping = True
-                    # The pool stops: the other bootstraps still running are given up too
-                    # (no stop request can reach code that has not reported ready).
-                    for other in self._live_slots():
-                        if other.state is _SlotState.BOOTING and other.worker is not None:
-                            self._drop_worker(other.worker, "the pool's start-up failed")
-                            other.worker = None
-                            other.state = _SlotState.DONE
-                    return
-                log.error("runtime: %s; it was %s and will be retried", what, fate)
-                summary = f"bootstrap timed out after {elapsed:.1f}s"
-                self._on_failure(slot, summary, None, worker_gone=True)
-                self._ops.task_failed(
-                    slot, worker, None, summary, self.backend, exc_type="runtime.BootstrapError"
-                )
-            standby = slot.standby
-            if standby is not None and not slot.standby_ready and now - slot.standby_at >= timeout:
-                log.error(
-                    "runtime: the successor worker %d booted for slot %d did not finish the "
-                    "bootstrap %s within boot_timeout=%gs; trying again later",
-                    standby.id,
-                    slot.id,
-                    self._bootstrap_name,
-                    timeout,
-                )
-                slot.standby = None
-                slot.recycling = False
-                self._drop_worker(standby, f"its bootstrap ran past boot_timeout={timeout:g}s")
-                slot.booted_at = now  # the next try after another max_worker_age
-
-    def _check_ages(self, now: float) -> None:
-        """Boot a successor for each running task whose worker passed ``max_worker_age``."""
-        age = self.limits.max_worker_age
-        if age is None or self._stopping:
-            return
-        for slot in self._live_slots():
-            if (
-                slot.state is _SlotState.RUNNING
-                and slot.worker is not None
-                and slot.standby is None
-                and not slot.retiring
-                and now - slot.booted_at >= age
-            ):
-                log.info(
-                    "runtime: the worker of slot %d (%s) passed max_worker_age=%gs; booting its "
-                    "successor before asking the task to stop",
-                    slot.id,
-                    slot.kind.label,
-                    age,
-                )
-                try:
-                    self._spawn(slot, standby=True)
-                except Exception as exc:
-                    log.error("runtime: could not start a successor worker: %s", exc)
-                    slot.booted_at = now
-
-    def _on_standby_message(self, slot: _Slot, worker: WorkerHandle, msg: tuple[Any, ...]) -> None:
-        what = msg[0]
-        if what == "ready":
-            worker.pid = msg[1]
-            slot.standby_ready = True
-            if self._stopping or slot.retiring:
-                self._release_standby(slot)
-            elif slot.state is _SlotState.RUNNING and slot.worker is not None:
-                slot.recycling = True
-                slot.worker.request_stop()
-            elif slot.state is _SlotState.WAITING:
-                self._count_recycled(slot, "age")
-                self._adopt_standby(slot)
-            else:
-                self._release_standby(slot)
-        elif what == "boot_failed":
-            log.warning(
-                "runtime: the successor booted for slot %d failed its bootstrap: %s: %s; "
-                "trying again later",
-                slot.id,
-                msg[1][1],
-                msg[1][2],
-            )
-            self._release_standby(slot)
-            slot.booted_at = time.monotonic()
-
-    def _recycle_running(self, slot: _Slot) -> None:
-        """The task stopped for its aged worker's successor: run it again there."""
-        label = f"{slot.kind.label} (slot {slot.id})"
-        log.info("runtime: task %s stopped for recycling; starting it on its new worker", label)
-        self._count_recycled(slot, "age")
-        self._adopt_standby(slot)
-        worker = slot.worker
-        assert worker is not None
-        slot.attempt += 1
-        slot.runs += 1
-        slot.state = _SlotState.RUNNING
-        worker.send(("task", self._task_blob(slot.kind), self._info_running(slot, worker)))
+        stragglers = workers.join(5.0)
+        workers.hub.close()
+        for handle in join_all(stragglers, 1.0):
+            handle.abandon("it did not end when the pool stopped")
+        workers.spawned = []
