@@ -178,7 +178,7 @@ def test_max_tasks_per_worker_recycles_a_reused_worker(backend, tmp_path):
     workers = [line.split("|")[1] for line in read_lines(out)]
     assert len(workers) == 6
     assert workers[0] == workers[1] != workers[2] == workers[3] != workers[4] == workers[5]
-    assert pool._ops.recycles == {"tasks": 2}
+    assert pool.statistics().recycled_by_reason == {"tasks": 2}
 
 
 def test_max_worker_age_recycles_at_the_restart(backend, tmp_path):
@@ -195,50 +195,22 @@ def test_max_worker_age_recycles_at_the_restart(backend, tmp_path):
     assert len({line.split("|")[1] for line in read_lines(out)}) == 3
 
 
-def test_over_memory_report_recycles_the_worker(backend, tmp_path):
-    out = str(tmp_path / "out")
-    gate = runtime.Channel()
-    policy = runtime.RestartPolicy(max_restarts=1, backoff=0, fresh_worker=False)
-    pool = runtime.Pool(
-        lifecycle.FailWhenReleased(gate, out),
-        workers=1,
-        backend=backend,
-        restart=policy,
-        max_worker_memory="64M",
-    )
-    pool.start()
-    try:
-        assert wait_for_lines(out, 1)
-        # What the worker sends (runtime._worker, when its init spec holds memory_limit)
-        # before its task's result when it holds more than the limit.
-        worker = next(iter(pool._workers.values()))
-        pool._events.put(("msg", worker, ("over_memory", 100 * 2**20)))
-        gate.send(1)  # the task now fails: its worker must not host the restart
-        assert wait_for_lines(out, 2)
-        gate.send(1)
-        report = pool.run()
-    finally:
-        gate.close()
-    assert report.recycled == 1
-    workers = [line.split("|")[1] for line in read_lines(out)]
-    assert workers[0] != workers[1]
-    assert pool._ops.recycles == {"memory": 1}
-
-
 def test_a_worker_over_its_memory_limit_does_not_host_the_restart(backend, tmp_path):
     # End to end: the worker measures itself after the run (runtime._usage) and reports
     # before its task's failure, so the restart goes to a fresh worker.
     out = str(tmp_path / "out")
     policy = runtime.RestartPolicy(max_restarts=1, backoff=0, fresh_worker=False)
-    report = runtime.Pool(
+    pool = runtime.Pool(
         lifecycle.KeepThenFail(out, 96),
         workers=1,
         backend=backend,
         bootstrap="tests.helpers.recycle_jobs:boot",
         restart=policy,
         max_worker_memory="64M",
-    ).run()
+    )
+    report = pool.run()
     assert report.recycled >= 1
+    assert pool.statistics().recycled_by_reason.get("memory", 0) >= 1
     workers = [line.split("|")[1] for line in read_lines(out)]
     assert len(workers) == 2
     assert workers[0] != workers[1]
