@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from ._capabilities import Capabilities as Capabilities
     from ._capabilities import capabilities as capabilities
     from ._channel import Channel as Channel
+    from ._context import WorkerInfo as WorkerInfo
+    from ._context import current_context as current_context
+    from ._context import current_worker as current_worker
+    from ._context import stop_requested as stop_requested
     from ._errors import BackendUnavailable as BackendUnavailable
     from ._errors import BootstrapError as BootstrapError
     from ._errors import ChannelClosed as ChannelClosed
@@ -35,16 +39,25 @@ if TYPE_CHECKING:
     from ._errors import RemoteError as RemoteError
     from ._errors import TaskFailed as TaskFailed
     from ._errors import WorkerCrashed as WorkerCrashed
+    from ._events import BatchFinished as BatchFinished
+    from ._events import BrokerEvent as BrokerEvent
+    from ._events import DeliverySettled as DeliverySettled
+    from ._events import JobEvent as JobEvent
+    from ._events import JobFailed as JobFailed
+    from ._events import Observer as Observer
+    from ._events import TaskEvent as TaskEvent
+    from ._events import TaskFailure as TaskFailure
+    from ._events import WorkerEvent as WorkerEvent
+    from ._events import add_observer as add_observer
+    from ._events import remove_observer as remove_observer
     from ._executor import Executor as Executor
+    from ._policy import Decision as Decision
     from ._policy import RestartPolicy as RestartPolicy
     from ._pool import Pool as Pool
     from ._pool import PoolReport as PoolReport
     from ._pool import PoolStatistics as PoolStatistics
+    from ._statistics import ExecutorStatistics as ExecutorStatistics
     from ._task import Task as Task
-    from ._task import WorkerInfo as WorkerInfo
-    from ._worker import current_context as current_context
-    from ._worker import current_worker as current_worker
-    from ._worker import stop_requested as stop_requested
     from .aio import open_executor as open_executor
     from .ops._failure_record import Failure as Failure
     from .ops._server import MetricsServer as MetricsServer
@@ -55,7 +68,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "BackendUnavailable",
+    "BatchFinished",
     "BootstrapError",
+    "BrokerEvent",
     "Capabilities",
     "Channel",
     "ChannelClosed",
@@ -63,12 +78,18 @@ __all__ = [
     "ChannelFull",
     "ChannelTimeout",
     "ConfigurationError",
+    "Decision",
+    "DeliverySettled",
     "Error",
     "Executor",
     "ExecutorShutdown",
+    "ExecutorStatistics",
     "Failure",
+    "JobEvent",
+    "JobFailed",
     "MetricsServer",
     "NotTransferable",
+    "Observer",
     "Pool",
     "PoolError",
     "PoolReport",
@@ -77,13 +98,18 @@ __all__ = [
     "RemoteError",
     "RestartPolicy",
     "Task",
+    "TaskEvent",
     "TaskFailed",
+    "TaskFailure",
     "WorkerCrashed",
+    "WorkerEvent",
     "WorkerInfo",
+    "add_observer",
     "capabilities",
     "current_context",
     "current_worker",
     "open_executor",
+    "remove_observer",
     "serve_metrics",
     "stop_requested",
 ]
@@ -110,11 +136,24 @@ _LAZY = {
     "Capabilities": "._capabilities",
     "capabilities": "._capabilities",
     "RestartPolicy": "._policy",
+    "Observer": "._events",
+    "add_observer": "._events",
+    "remove_observer": "._events",
+    "BatchFinished": "._events",
+    "BrokerEvent": "._events",
+    "DeliverySettled": "._events",
+    "JobEvent": "._events",
+    "JobFailed": "._events",
+    "TaskEvent": "._events",
+    "TaskFailure": "._events",
+    "WorkerEvent": "._events",
+    "Decision": "._policy",
+    "ExecutorStatistics": "._statistics",
     "Task": "._task",
-    "WorkerInfo": "._task",
-    "current_context": "._worker",
-    "current_worker": "._worker",
-    "stop_requested": "._worker",
+    "WorkerInfo": "._context",
+    "current_context": "._context",
+    "current_worker": "._context",
+    "stop_requested": "._context",
     "Channel": "._channel",
     "Executor": "._executor",
     "Pool": "._pool",

@@ -46,7 +46,7 @@ __all__ = [
     "JobFailed",
     "Observer",
     "TaskEvent",
-    "TaskFailed",
+    "TaskFailure",
     "WorkerEvent",
     "add_observer",
     "remove_observer",
@@ -55,105 +55,169 @@ __all__ = [
 log = logging.getLogger("runtime")
 
 
-def _event(name: str, fields: str, doc: str) -> Any:
-    cls = collections.namedtuple(name, fields)  # immutable and cheap to build (no dataclasses)
-    cls.__doc__ = doc
-    cls.__module__ = "runtime"
-    return cls
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
+    from ._policy import Decision
+    from ._task import WorkerInfo
 
-WorkerEvent = _event(
-    "WorkerEvent",
-    "source owner worker_id backend pid reason error",
-    """A worker's lifecycle step: ``worker_started``/``worker_ready``/``worker_failed``/
-    ``worker_retired``/``worker_replaced``/``worker_stopped``.
+    class WorkerEvent(NamedTuple):
+        source: str
+        owner: Any
+        worker_id: int
+        backend: str
+        pid: int | None
+        reason: str
+        error: BaseException | str | None
 
-    ``source`` is ``"executor"``, ``"pool"`` or ``"consumer"``; ``owner`` the component;
-    ``reason`` says why (``"spawn"``, ``"standby"``, ``"boot_failed"``, ``"boot_timeout"``,
-    ``"died"``, ``"tasks"``/``"memory"``/``"age"`` for a recycle, ``"exit"``); ``error`` the
-    exception or message that went with a failure, else None.""",
-)
-JobEvent = _event(
-    "JobEvent",
-    "owner function future worker_id",
-    """One executor job: ``job_submitted`` (``worker_id`` None), ``job_started`` (written to
-    ``worker_id``), ``job_finished`` (its future holds the result). ``function`` is the
-    callable; for a ``map`` chunk it is the user's function, once per chunk.""",
-)
-JobFailed = _event(
-    "JobFailed",
-    "owner function future worker exception_type message traceback",
-    """An executor job failed (it raised, its worker died, or it could not be sent):
-    ``exception_type`` as ``module.Name``, its ``message``, the worker-side ``traceback``
-    text (empty when there is none). ``worker`` is a :class:`runtime.WorkerInfo`, None for
-    a job that never reached a worker. ``future`` is None for a job of a ``map`` chunk.""",
-)
-BatchFinished = _event(
-    "BatchFinished",
-    "owner worker_id jobs failed seconds",
-    """A batch of ``jobs`` came back from ``worker_id`` (``failed`` of them failed), ``seconds``
-    after it was written (measured in the main interpreter). One per results frame: the
-    cheap way to time jobs.""",
-)
-TaskEvent = _event(
-    "TaskEvent",
-    "owner kind slot attempt worker_id",
-    """A pool task returned (``task_finished``): its job is done. ``kind`` is the task's label.""",
-)
-TaskFailed = _event(
-    "TaskFailed",
-    "owner kind slot attempt worker exception_type message traceback decision",
-    """A pool task failed (it raised, its worker died, its bootstrap failed or timed out).
-    ``worker`` is a :class:`runtime.WorkerInfo` (or None); ``decision`` the pool's
-    :class:`runtime.Decision` (``action``: ``restart``/``give_up``/``stop``, ``delay``,
-    ``fresh_worker``, ``recycle_reason``), the value the pool acts on.""",
-)
-DeliverySettled = _event(
-    "DeliverySettled",
-    "owner queue delivery_tag message_id outcome attempt exception_type seconds",
-    """A consumer delivery was settled: ``outcome`` is ``"ack"``, ``"retry"``,
-    ``"dead_letter"``, ``"requeue"`` (given back to the broker unhandled, e.g. at a drain)
-    or ``"stale"`` (its channel was lost first: the broker redelivers it). ``attempt``
-    counts deliveries of the message; ``exception_type`` names the failure (None on
-    success); ``seconds`` is the handler's time, None when it did not run.""",
-)
-BrokerEvent = _event(
-    "BrokerEvent",
-    "owner queue url error",
-    """The consumer's connection: ``broker_connected`` (consuming ``queue`` from ``url``,
-    credentials redacted) and ``broker_disconnected`` (``error`` says why; None on a
-    clean close).""",
-)
+    class JobEvent(NamedTuple):
+        owner: Any
+        function: Any
+        future: Any
+        worker_id: int | None
+
+    class JobFailed(NamedTuple):
+        owner: Any
+        function: Any
+        future: Any
+        worker: WorkerInfo | None
+        exception_type: str
+        message: str
+        traceback: str
+
+    class BatchFinished(NamedTuple):
+        owner: Any
+        worker_id: int
+        jobs: int
+        failed: int
+        seconds: float
+
+    class TaskEvent(NamedTuple):
+        owner: Any
+        kind: str
+        slot: int
+        attempt: int
+        worker_id: int
+
+    class TaskFailure(NamedTuple):
+        owner: Any
+        kind: str
+        slot: int
+        attempt: int
+        worker: WorkerInfo | None
+        exception_type: str
+        message: str
+        traceback: str
+        decision: Decision
+
+    class DeliverySettled(NamedTuple):
+        owner: Any
+        queue: str
+        delivery_tag: int
+        message_id: str | None
+        outcome: str
+        attempt: int
+        exception_type: str | None
+        seconds: float | None
+
+    class BrokerEvent(NamedTuple):
+        owner: Any
+        queue: str
+        url: str
+        error: BaseException | None
+
+else:
+
+    def _event(name: str, fields: str, doc: str) -> Any:
+        cls = collections.namedtuple(name, fields)  # immutable and cheap to build (no dataclasses)
+        cls.__doc__ = doc
+        cls.__module__ = "runtime"
+        return cls
+
+    WorkerEvent = _event(
+        "WorkerEvent",
+        "source owner worker_id backend pid reason error",
+        """A worker's lifecycle step: ``worker_started``/``worker_ready``/``worker_failed``/
+        ``worker_retired``/``worker_replaced``/``worker_stopped``.
+
+        ``source`` is ``"executor"``, ``"pool"`` or ``"consumer"``; ``owner`` the component;
+        ``reason`` says why (``"spawn"``, ``"standby"``, ``"boot_failed"``, ``"boot_timeout"``,
+        ``"died"``, ``"tasks"``/``"memory"``/``"age"`` for a recycle, ``"exit"``); ``error`` the
+        exception or message that went with a failure, else None.""",
+    )
+    JobEvent = _event(
+        "JobEvent",
+        "owner function future worker_id",
+        """One executor job: ``job_submitted`` (``worker_id`` None), ``job_started`` (written to
+        ``worker_id``), ``job_finished`` (its future holds the result). ``function`` is the
+        callable; for a ``map`` chunk it is the user's function, once per chunk.""",
+    )
+    JobFailed = _event(
+        "JobFailed",
+        "owner function future worker exception_type message traceback",
+        """An executor job failed (it raised, its worker died, or it could not be sent):
+        ``exception_type`` as ``module.Name``, its ``message``, the worker-side ``traceback``
+        text (empty when there is none). ``worker`` is a :class:`runtime.WorkerInfo`, None for
+        a job that never reached a worker. ``future`` is None for a job of a ``map`` chunk.""",
+    )
+    BatchFinished = _event(
+        "BatchFinished",
+        "owner worker_id jobs failed seconds",
+        """A batch of ``jobs`` came back from ``worker_id`` (``failed`` of them failed), ``seconds``
+        after it was written (measured in the main interpreter). One per results frame: the
+        cheap way to time jobs.""",
+    )
+    TaskEvent = _event(
+        "TaskEvent",
+        "owner kind slot attempt worker_id",
+        """A pool task returned (``task_finished``): its job is done. ``kind`` is the task's label.""",
+    )
+    TaskFailure = _event(
+        "TaskFailure",
+        "owner kind slot attempt worker exception_type message traceback decision",
+        """A pool task failed (it raised, its worker died, its bootstrap failed or timed out).
+        ``worker`` is a :class:`runtime.WorkerInfo` (or None); ``decision`` the pool's
+        :class:`runtime.Decision` (``action``: ``restart``/``give_up``/``stop``, ``delay``,
+        ``fresh_worker``, ``recycle_reason``), the value the pool acts on.""",
+    )
+    DeliverySettled = _event(
+        "DeliverySettled",
+        "owner queue delivery_tag message_id outcome attempt exception_type seconds",
+        """A consumer delivery was settled: ``outcome`` is ``"ack"``, ``"retry"``,
+        ``"dead_letter"``, ``"requeue"`` (given back to the broker unhandled, e.g. at a drain)
+        or ``"stale"`` (its channel was lost first: the broker redelivers it). ``attempt``
+        counts deliveries of the message; ``exception_type`` names the failure (None on
+        success); ``seconds`` is the handler's time, None when it did not run.""",
+    )
+    BrokerEvent = _event(
+        "BrokerEvent",
+        "owner queue url error",
+        """The consumer's connection: ``broker_connected`` (consuming ``queue`` from ``url``,
+        credentials redacted) and ``broker_disconnected`` (``error`` says why; None on a
+        clean close).""",
+    )
 
 
 class Observer:
     """Override the hooks you need; each is called with one frozen event object.
 
-    ============================ ===================== ===========================================
-    hook                         event                 thread it runs on (main interpreter)
-    ============================ ===================== ===========================================
-    ``worker_started``           :class:`WorkerEvent`  the one that spawned it (constructor,
-                                                       the hub, a pool's supervisor)
-    ``worker_ready``             :class:`WorkerEvent`  executor: the inbox's reader; pool:
-                                                       the supervisor
-    ``worker_failed``            :class:`WorkerEvent`  as ``worker_ready``; boot timeouts: the hub
-                                                       (executor) or the supervisor (pool)
-    ``worker_retired``           :class:`WorkerEvent`  as ``worker_ready`` (a recycle begins)
-    ``worker_replaced``          :class:`WorkerEvent`  as ``worker_ready`` (a died worker)
-    ``worker_stopped``           :class:`WorkerEvent`  as ``worker_ready`` (its pipe closed)
-    ``job_submitted``            :class:`JobEvent`     the caller of ``submit``/``map``
-    ``job_started``              :class:`JobEvent`     whoever dispatched it (caller or reader)
-    ``job_finished``             :class:`JobEvent`     the inbox's reader (a caller in
-                                                       ``result()``, an event loop, the hub)
-    ``job_failed``               :class:`JobFailed`    as ``job_finished``; unsendable jobs: the
-                                                       caller
-    ``batch_finished``           :class:`BatchFinished` as ``job_finished``
-    ``task_finished``            :class:`TaskEvent`    the pool's supervisor
-    ``task_failed``              :class:`TaskFailed`   the pool's supervisor, after it decided
-    ``delivery_settled``         :class:`DeliverySettled` the consumer's broker I/O thread
-    ``broker_connected``         :class:`BrokerEvent`  the consumer's broker I/O thread
-    ``broker_disconnected``      :class:`BrokerEvent`  the consumer's broker I/O thread
-    ============================ ===================== ===========================================
+    Every hook runs in the main interpreter, inline, on the thread named here:
+
+    * ``worker_started(WorkerEvent)``: the thread that spawned it (the constructor, the
+      hub, a pool's supervisor);
+    * ``worker_ready``, ``worker_failed``, ``worker_retired``, ``worker_replaced``,
+      ``worker_stopped`` (``WorkerEvent``): an executor's inbox reader (a caller in
+      ``result()``, an event loop, or the hub thread; boot timeouts: the hub thread), a
+      pool's supervisor thread;
+    * ``job_submitted(JobEvent)``: the caller of ``submit``/``map``;
+    * ``job_started(JobEvent)``: whoever dispatched the job (the submitting caller, or
+      the reader that freed a worker);
+    * ``job_finished(JobEvent)``, ``job_failed(JobFailed)``, ``batch_finished(BatchFinished)``:
+      the inbox reader that completed it (an unsendable job fails on the caller's thread);
+    * ``task_finished(TaskEvent)``, ``task_failed(TaskFailure)``: the pool's supervisor
+      thread, after it decided what to do (``event.decision``);
+    * ``delivery_settled(DeliverySettled)``, ``broker_connected(BrokerEvent)``,
+      ``broker_disconnected(BrokerEvent)``: the consumer's broker I/O thread.
 
     A hook that raises is logged (logger ``runtime``) and ignored.
     """
@@ -194,7 +258,7 @@ class Observer:
     def task_finished(self, event: TaskEvent) -> None:
         """A pool task returned."""
 
-    def task_failed(self, event: TaskFailed) -> None:
+    def task_failed(self, event: TaskFailure) -> None:
         """A pool task failed; ``event.decision`` is what the pool does next."""
 
     def delivery_settled(self, event: DeliverySettled) -> None:

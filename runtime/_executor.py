@@ -450,7 +450,7 @@ class Executor(cf.Executor):
                 WorkerEvent("executor", self, handle.id, self.backend, handle.pid, reason, error)
             )
 
-    def worker_ready(self, worker: _Worker) -> None:  # type: ignore[override]
+    def worker_ready(self, worker: _Worker) -> None:
         """WorkerSet: ``worker`` booted (ACTIVE, or STANDBY behind a recycled worker)."""
         self._booted(worker)
         self._worker_event("worker_ready", worker, "spawn")
@@ -468,7 +468,7 @@ class Executor(cf.Executor):
         self._dispatch()
         self._maybe_finish()  # shut down before it booted: it may leave now
 
-    def worker_boot_failed(self, worker: _Worker, payload: Any, refused: bool) -> None:  # type: ignore[override]
+    def worker_boot_failed(self, worker: _Worker, payload: Any, refused: bool) -> None:
         _, name, message, tb = payload
         cls = BackendUnavailable if refused else BootstrapError
         hint = (
@@ -490,7 +490,7 @@ class Executor(cf.Executor):
             self._retry(worker)
         self._maybe_finish()
 
-    def worker_boot_timed_out(self, worker: _Worker, elapsed: float, killed: bool) -> None:  # type: ignore[override]
+    def worker_boot_timed_out(self, worker: _Worker, elapsed: float, killed: bool) -> None:
         error = BootstrapError(
             f"{self.backend} worker {worker.handle.id} did not finish its bootstrap "
             f"{self._boot_name} within boot_timeout={self._limits.boot_timeout}s "
@@ -514,7 +514,7 @@ class Executor(cf.Executor):
         # (after _maybe_finish: shutdown()'s reader waits for the event it may set).
         self._inbox.wake_reader()
 
-    def worker_over_memory(self, worker: _Worker, nbytes: int) -> None:  # type: ignore[override]
+    def worker_over_memory(self, worker: _Worker, nbytes: int) -> None:
         if worker.state is State.RETIRING or worker.reason:
             return
         log.info(
@@ -566,9 +566,7 @@ class Executor(cf.Executor):
         if not self._set.live(worker) or worker.state is State.RETIRING or self._shutdown:
             return
         if worker.state is State.STANDBY:  # aged while waiting to take over: look again later
-            worker.timer = self._set.call_later(
-                2 * self._set.boot_seconds, self._age_near, worker
-            )
+            worker.timer = self._set.call_later(2 * self._set.boot_seconds, self._age_near, worker)
             return
         if worker.successor is None:
             self._spawn_successor(worker)
@@ -601,7 +599,7 @@ class Executor(cf.Executor):
 
     def _hand_over(self, worker: _Worker) -> None:
         """``worker`` stops taking work, its successor starts, in one critical section."""
-        successor = self._set.hand_over(worker)
+        successor: _Worker | None = self._set.hand_over(worker)  # type: ignore[assignment]
         if successor is None:  # its successor could not start: a plain replacement
             self._retry(None)
         elif successor.ready:
@@ -757,9 +755,7 @@ class Executor(cf.Executor):
             if self._shutdown:
                 self._maybe_finish()
 
-    def _job_failed(
-        self, fn: Any, future: Any, payload: Any, handle: WorkerHandle | None
-    ) -> None:
+    def _job_failed(self, fn: Any, future: Any, payload: Any, handle: WorkerHandle | None) -> None:
         worker = None
         if handle is not None:
             worker = WorkerInfo(id=handle.id, backend=self.backend, pid=handle.pid)

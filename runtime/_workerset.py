@@ -53,20 +53,23 @@ if TYPE_CHECKING:
     from .backends import WorkerHandle
 
     class Owner(Protocol):
-        """What a WorkerSet tells its owner (every call under the owner's lock)."""
+        """What a WorkerSet tells its owner (every call under the owner's lock).
 
-        def worker_ready(self, member: Member) -> None:
+        ``member`` is a :class:`Member`, or the owner's subclass of it (``member_class=``).
+        """
+
+        def worker_ready(self, member: Any) -> None:
             """``member`` booted: ACTIVE, or STANDBY behind a predecessor still working
             (the owner calls :meth:`WorkerSet.hand_over` on the predecessor when it is time)."""
 
-        def worker_boot_failed(self, member: Member, payload: Any, refused: bool) -> None:
+        def worker_boot_failed(self, member: Any, payload: Any, refused: bool) -> None:
             """``member``'s bootstrap raised (``payload``: the encoded exception; ``refused``:
             an extension refused to load there). The member is GONE."""
 
-        def worker_boot_timed_out(self, member: Member, elapsed: float, killed: bool) -> None:
+        def worker_boot_timed_out(self, member: Any, elapsed: float, killed: bool) -> None:
             """``member`` ran past ``boot_timeout`` and was killed (or abandoned). GONE."""
 
-        def worker_over_memory(self, member: Member, nbytes: int) -> None:
+        def worker_over_memory(self, member: Any, nbytes: int) -> None:
             """``member`` reported holding more than ``max_worker_memory``."""
 
 

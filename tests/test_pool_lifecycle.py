@@ -14,7 +14,7 @@ from runtime.backends import abandoned_workers
 from runtime.cli import main as cli_main
 from tests.helpers import lifecycle, tasks
 from tests.helpers.ops import wait_for
-from tests.helpers.tasks import read_lines, wait_for_lines
+from tests.helpers.tasks import read_lines
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -53,12 +53,12 @@ def _one_run(
     with runtime.Executor(workers, backend=backend, max_tasks_per_worker=every) as ex:
         ex.wait_ready(timeout=60)
         list(ex.map(fib, [n] * (4 * workers)))  # warm: imports done, caches hot
-        recycled_before = sum(ex._ops.recycled.values())
+        recycled_before = sum(ex.statistics().recycled.values())
         start = time.perf_counter()
         for _ in ex.map(fib, itertools.repeat(n, jobs), chunksize=1, buffersize=buffer):
             pass
         took = time.perf_counter() - start
-        recycled = sum(ex._ops.recycled.values()) - recycled_before
+        recycled = sum(ex.statistics().recycled.values()) - recycled_before
     return jobs / took, recycled
 
 
