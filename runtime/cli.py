@@ -8,24 +8,12 @@ import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
+from ._cli_args import BACKENDS, workers_arg
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 __all__ = ["main"]
-
-
-def workers_arg(value: str) -> int | float:
-    """argparse type for ``--workers``: a count (``4``) or a fraction of the CPUs (``0.5``)."""
-    try:
-        return int(value)
-    except ValueError:
-        pass
-    try:
-        return float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"--workers takes a count (4) or a fraction of the CPUs (0.5), got {value!r}"
-        ) from None
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -131,9 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
         "then refer to it. Code from stdin travels to the workers by value, as a REPL's would",
     )
     run.add_argument("--workers", type=workers_arg, default=1, help="count or fraction of CPUs")
-    run.add_argument(
-        "--backend", default="auto", choices=["auto", "subinterpreter", "thread", "process"]
-    )
+    run.add_argument("--backend", default="auto", choices=BACKENDS)
     run.add_argument(
         "--bootstrap",
         default=None,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from .._cli_args import BACKENDS, workers_arg
 from .._lifecycle import positive_int
-from ..cli import workers_arg
 
 if TYPE_CHECKING:
     import argparse
@@ -28,9 +28,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workers", type=workers_arg, default=None, help="count or fraction of CPUs (default: all)"
     )
-    parser.add_argument(
-        "--backend", default="auto", choices=["auto", "subinterpreter", "thread", "process"]
-    )
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
     parser.add_argument(
         "--bootstrap", default=None, help="pkg.mod:init run once in each fresh worker"
     )

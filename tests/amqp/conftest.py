@@ -83,7 +83,7 @@ class Broker:
             return 0
 
     def get_all(self, queue: str) -> list[tuple[pika.BasicProperties, bytes]]:
-        out = []
+        out: list[tuple[pika.BasicProperties, bytes]] = []
         ch = self._ch()
         while True:
             method, props, body = ch.basic_get(queue, auto_ack=True)
@@ -155,6 +155,29 @@ def publish() -> Iterator[Callable[..., int]]:
 
     yield _publish
     publisher.close()
+
+
+def ctl(*args: str) -> None:
+    """Run ``rabbitmqctl`` with ``args``."""
+    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
+
+
+@pytest.fixture
+def own_vhost() -> Iterator[str]:
+    """A vhost and user only this test uses; yields the broker URL for them.
+
+    Tests that take connections away (``rabbitmqctl close_all_connections -p <vhost>``)
+    use one, so they touch no other test's connections on the shared broker.
+    """
+    name = f"test-runtime-{uuid.uuid4().hex[:10]}"
+    ctl("add_vhost", name)
+    ctl("add_user", name, "secret")
+    ctl("set_permissions", "-p", name, name, ".*", ".*", ".*")
+    try:
+        yield f"amqp://{name}:secret@127.0.0.1:5672/{name}"
+    finally:
+        ctl("delete_vhost", name)
+        ctl("delete_user", name)
 
 
 def close_all_connections() -> None:

@@ -24,7 +24,7 @@ import pytest
 from runtime.amqp import Topology
 
 from ..helpers.ops import get, get_json, port_from, scrape, value, wait_for, wait_for_status
-from .conftest import ROOT, URL, Broker, records, remember
+from .conftest import ROOT, URL, Broker, ctl, records, remember
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -128,24 +128,6 @@ def test_probes_and_exact_counters(
 
 
 # ---------------------------------------------------------------------- reconnect
-def _ctl(*args: str) -> None:
-    subprocess.run(["rabbitmqctl", *args], check=True, capture_output=True, timeout=60)
-
-
-@pytest.fixture
-def own_vhost() -> Iterator[str]:
-    """A vhost and user only this test uses; yields the broker URL for them."""
-    name = f"test-runtime-{uuid.uuid4().hex[:10]}"
-    _ctl("add_vhost", name)
-    _ctl("add_user", name, "secret")
-    _ctl("set_permissions", "-p", name, name, ".*", ".*", ".*")
-    try:
-        yield f"amqp://{name}:secret@127.0.0.1:5672/{name}"
-    finally:
-        _ctl("delete_vhost", name)
-        _ctl("delete_user", name)
-
-
 def test_readyz_is_503_while_disconnected_and_200_after_the_reconnect(
     own_vhost: str, consume: Callable[..., Consume]
 ) -> None:
@@ -165,8 +147,8 @@ def test_readyz_is_503_while_disconnected_and_200_after_the_reconnect(
     ).stdout
     assert f"parallel-runtime consume {queue} (pid {c.proc.pid})" in listed
     # Keep the consumer out while it is disconnected: its reconnects are refused.
-    _ctl("clear_permissions", "-p", vhost, vhost)
-    _ctl("close_all_connections", "-p", vhost, "closed by the runtime ops test")
+    ctl("clear_permissions", "-p", vhost, vhost)
+    ctl("close_all_connections", "-p", vhost, "closed by the runtime ops test")
     body = wait_for_status(c.url + "/readyz", 503)
     assert "not connected to the broker" in " ".join(body["not_ready"])
     assert get(c.url + "/healthz")[0] == 200  # liveness does not hang on the broker
@@ -174,7 +156,7 @@ def test_readyz_is_503_while_disconnected_and_200_after_the_reconnect(
     assert value(samples, P + "broker_connected", queue=queue) == 0
     wait_for(lambda: "refused the login" in c.output(), what="a refused reconnect")
     assert get(c.url + "/readyz")[0] == 503
-    _ctl("set_permissions", "-p", vhost, vhost, ".*", ".*", ".*")
+    ctl("set_permissions", "-p", vhost, vhost, ".*", ".*", ".*")
     wait_for_status(c.url + "/readyz", 200, timeout=60)
     assert value(scrape(c.url), P + "broker_reconnects_total", queue=queue) == 1
     assert c.stop() == 0, c.output()
@@ -233,7 +215,12 @@ def test_failure_queue_gets_json_with_the_worker_traceback(
         assert broker.count(failures) == (0, 0)  # declared at start, before any failure
         publish(queue, ["7"], out=str(out))
         docs: list[tuple[pika.BasicProperties, bytes]] = []
-        wait_for(lambda: docs.extend(broker.get_all(failures)) or len(docs) >= 2, what="reports")
+
+        def two_reports() -> bool:
+            docs.extend(broker.get_all(failures))
+            return len(docs) >= 2
+
+        wait_for(two_reports, what="reports")
         assert c.stop() == 0, c.output()
     finally:
         with contextlib.suppress(Exception):

@@ -34,9 +34,7 @@ def test_recycling_consumer_handles_every_message_once(
         publish(queue, ids, out=str(out))
         wait_for(lambda: len(records(out)) >= len(ids), timeout=60, what="all messages handled")
         wait_for(lambda: consumer.statistics().inflight == 0, what="acks")
-        executor = consumer._executor
-        assert isinstance(executor, runtime.Executor)
-        recycled = executor._ops.recycled["tasks"]
+        recycled = consumer.statistics().recycled["tasks"]
     stats = consumer.statistics()
     counts = handled_counts(out)
     assert sorted(counts, key=int) == ids
@@ -45,6 +43,7 @@ def test_recycling_consumer_handles_every_message_once(
     assert stats.failed == stats.requeued == 0
     assert broker.count(queue) == (0, 0)  # every message acked
     assert recycled >= len(ids) // 5 - 2  # a fresh worker every 5 handler calls
+    assert stats.recycled["tasks"] >= recycled  # still there once the executor is shut down
 
 
 def test_limits_with_a_user_executor_are_a_configuration_error() -> None:
