@@ -12,9 +12,9 @@ import time
 import pytest
 
 import runtime
+from runtime._heartbeat import Heartbeat
 from runtime.backends import live_workers
 from runtime.ops._catalog import METRICS
-from runtime.ops._heartbeat import Heartbeat
 from runtime.ops._registry import REGISTRY, Histogram
 
 from .helpers import tasks

@@ -1,11 +1,13 @@
 """What an :class:`~runtime.Executor` reports to ``/metrics``, ``/healthz``, ``/readyz`` and ``on_failure``.
 
-Counted where the executor already handles each event: ``submit`` (under its lock),
-a batch written to a worker, a results frame read by the hub thread, a worker lost.
-Job duration is measured in the main interpreter from what crosses the pipes: from a
-batch being written to the worker until its results frame is read back, recorded
-for every job of that batch (a job that waited behind others in its batch counts
-that wait: it is what its caller waited for).
+An observer of the executor (see :class:`~runtime.ops._registry.ObservingOps` for the
+contract): ``job_failed`` counts failures by exception type and reports them to
+``on_failure``; ``batch_finished`` times jobs. The executor measures a batch in the
+main interpreter from its being written to a worker until its results frame is read
+back, and that time is recorded for every job of the batch (a job that waited behind
+others in its batch counts that wait: it is what its caller waited for). Everything
+else (submitted, completed, workers, queue) is read from ``executor.statistics()`` when
+an endpoint asks.
 """
 
 from __future__ import annotations
@@ -13,22 +15,19 @@ from __future__ import annotations
 import collections
 import time
 
-from .._worker import map_chunk
 from ._failure import exception_name
-from ._registry import ComponentOps, Histogram, Sample
+from ._registry import Histogram, ObservingOps, Sample
 
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
     from typing import Any
 
-    from .._hub import Hub
+    from .._events import BatchFinished, JobFailed
 
 __all__ = ["ExecutorOps"]
 
 P = "parallel_runtime_"
-_perf_counter = time.perf_counter
 
 
 def _describe(fn: Any) -> str:
@@ -37,159 +36,83 @@ def _describe(fn: Any) -> str:
     return f"{module}:{name}" if module else name
 
 
-class ExecutorOps(ComponentOps):
+class ExecutorOps(ObservingOps):
     kind = "executor"
 
     def __init__(self, executor: Any, on_failure: Any, metrics: bool) -> None:
         super().__init__(executor, on_failure, metrics)
-        self.submitted = 0  # incremented by Executor.submit under the executor's lock
-        self.completed = 0
-        self.failed: collections.Counter[str] = collections.Counter()
-        self.replaced = 0
-        self.recycled: collections.Counter[str] = collections.Counter()  # by reason
+        self.failed: collections.Counter[str] = collections.Counter()  # by exception type
         self.duration = Histogram()
-        self._sent: dict[int, float] = {}
-        # Looking at each result is needed for counting and for reporting failures.
-        self._inspect = self.metrics or self.reports.hook is not None
 
-    def attach(self, hub: Hub) -> None:
-        self.heartbeats = [hub.heartbeat]
-        self.register()
-
-    # -------------------------------------------------------------- events
-    def batch_sent(self, batch_id: int) -> None:
-        if self.metrics:
-            self._sent[batch_id] = _perf_counter()
-
-    def batch_done(self, batch_id: int, items: list[Any], results: list[Any], worker: Any) -> None:
-        """A results frame arrived (hub thread) and its futures are set."""
-        if not self._inspect:
-            return
-        if self.metrics:
-            started = self._sent.pop(batch_id, None)
-            if started is not None:
-                self.duration.observe(_perf_counter() - started, len(items))
-        failed = 0
-        for item, (ok, value) in zip(items, results, strict=True):
-            if not ok:
-                failed += 1
-                self._job_failed(item.fn, value, worker)
-            elif item.fn is map_chunk and value[1] is not None:
-                failed += 1  # map(): the user's function raised inside the chunk
-                self._job_failed(item.args[0], value[1], worker)
-        self.completed += len(items) - failed
-
-    def send_failed(self, fn: Any, exc: BaseException) -> None:
-        """A job could not be pickled for the worker (NotTransferable); it never ran."""
-        if self._inspect:
-            from .._wire import encode_exception
-
-            self._job_failed(fn, encode_exception(exc), None)
-
-    def worker_lost(
-        self, worker: Any, inflight: dict[int, list[Any]], error: BaseException
-    ) -> None:
-        """A worker died holding ``inflight`` batches; their jobs failed with ``error``."""
-        for batch_id in inflight:
-            self._sent.pop(batch_id, None)
-        if not self._inspect:
-            return
-        from .._wire import encode_exception
-
-        payload = encode_exception(error)
-        for item in _items(inflight.values()):
-            self._job_failed(item.fn, payload, worker)
-
-    def worker_replaced(self) -> None:
-        self.replaced += 1
-
-    def worker_recycled(self, reason: str) -> None:
-        """A worker was retired by a lifecycle limit (``tasks``, ``memory`` or ``age``)."""
-        self.recycled[reason] += 1
-
-    def _job_failed(self, fn: Any, payload: Any, worker: Any) -> None:
-        exc_type = exception_name(payload[1])
-        self.failed[exc_type] += 1
+    # -------------------------------------------------------------- events (observer hooks)
+    def job_failed(self, event: JobFailed) -> None:
+        exc_type = exception_name(event.exception_type)
+        with self._lock:
+            self.failed[exc_type] += 1
         if self.reports.hook is None:
             return
-        info = None
-        executor = self.owner()
-        if worker is not None and executor is not None:
-            from .._task import WorkerInfo
-
-            info = WorkerInfo(id=worker.id, backend=executor.backend, pid=worker.pid)
         from ._failure_record import Failure  # a dataclass: loaded by the first failure
 
         self.reports.report(
             Failure(
                 source="executor",
-                task=_describe(fn),
+                task=_describe(event.function),
                 exception_type=exc_type,
-                message=payload[2],
-                traceback=payload[3],
+                message=event.message,
+                traceback=event.traceback or "",
                 attempt=1,
                 action="raise",
                 time=time.time(),
-                worker=info,
+                worker=event.worker,
             )
         )
+
+    def batch_finished(self, event: BatchFinished) -> None:
+        if self.metrics:
+            with self._lock:
+                self.duration.observe(event.seconds, event.jobs)
 
     # -------------------------------------------------------------- endpoints
     def counters(self) -> list[Sample]:
         out = super().counters()
-        out += [
-            Sample(P + "jobs_submitted_total", (), self.submitted),
-            Sample(P + "jobs_completed_total", (), self.completed),
-            Sample(P + "executor_workers_replaced_total", (), self.replaced),
-            Sample(P + "job_duration_seconds", (), self.duration.snapshot()),
-        ]
-        out += [Sample(P + "jobs_failed_total", (k,), n) for k, n in list(self.failed.items())]
-        out += [
-            Sample(P + "workers_recycled_total", (k,), n) for k, n in list(self.recycled.items())
-        ]
+        stats = self.counted()
+        if stats is not None:
+            out += [
+                Sample(P + "jobs_submitted_total", (), stats.submitted),
+                Sample(P + "jobs_completed_total", (), stats.completed),
+                Sample(P + "executor_workers_replaced_total", (), stats.replaced),
+            ]
+        with self._lock:
+            duration = self.duration.snapshot()
+            failed = list(self.failed.items())
+        out.append(Sample(P + "job_duration_seconds", (), duration))
+        out += [Sample(P + "jobs_failed_total", (k,), n) for k, n in failed]
+        if stats is not None:
+            out += [
+                Sample(P + "workers_recycled_total", (k,), n)
+                for k, n in list(stats.recycled.items())
+            ]
         return out
 
-    def _state(self) -> tuple[int, int, int, int, bool, BaseException | None] | None:
-        executor = self.owner()
-        if executor is None:
-            return None
-        with executor._lock:
-            workers = list(executor._workers.values())
-            return (
-                executor._count,
-                sum(1 for w in workers if w.ready),
-                len(executor._pending),
-                sum(len(w.inflight) for w in workers),
-                executor._shutdown,
-                executor._broken,
-            )
-
     def gauges(self) -> list[Sample]:
-        state = self._state()
-        if state is None:
+        stats = self.statistics()
+        if stats is None:
             return []
-        target, ready, queued, batches, _, _ = state
         return [
-            Sample(P + "executor_workers_target", (), target),
-            Sample(P + "executor_workers_alive", (), ready),
-            Sample(P + "jobs_queued", (), queued),
-            Sample(P + "batches_in_flight", (), batches),
+            Sample(P + "executor_workers_target", (), stats.workers_target),
+            Sample(P + "executor_workers_alive", (), stats.workers_alive),
+            Sample(P + "jobs_queued", (), stats.queued),
+            Sample(P + "batches_in_flight", (), stats.batches_in_flight),
         ]
 
     def not_ready(self) -> list[str]:
-        state = self._state()
-        if state is None:
+        stats = self.statistics()
+        if stats is None:
             return []
-        target, ready, _, _, shutdown, broken = state
-        if broken is not None:
-            return [f"{self.name}: broken: {broken}"]
-        if shutdown:
+        if stats.broken is not None or stats.state == "broken":
+            return [f"{self.name}: broken: {stats.broken}"]
+        if stats.state == "shutdown":
             return [f"{self.name}: shutting down"]
-        if ready < target:
-            return [f"{self.name}: {ready} of {target} workers ready"]
+        if stats.workers_alive < stats.workers_target:
+            return [f"{self.name}: {stats.workers_alive} of {stats.workers_target} workers ready"]
         return []
-
-
-def _items(batches: Iterable[list[Any]]) -> Iterable[Any]:
-    for batch in batches:
-        yield from batch

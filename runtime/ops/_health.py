@@ -1,7 +1,7 @@
 """``/healthz`` and ``/readyz``: what the registered components say, as (ok, JSON body).
 
 Liveness (``/healthz``) asks only "are the supervising threads alive and not stuck"
-(see :mod:`runtime.ops._heartbeat`); it never depends on the broker, because restarting
+(see :mod:`runtime._heartbeat`); it never depends on the broker, because restarting
 a pod does not bring a broker back. Readiness (``/readyz``) adds "is every pool at its
 target size, every executor's workers up, every consumer connected and consuming, and
 nothing draining": the answer a load balancer or KEDA needs.

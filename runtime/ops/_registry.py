@@ -1,11 +1,14 @@
 """The process-wide registry of live pools, executors and consumers, and their plain counters.
 
-Each component keeps its own counters as plain ints, dicts and :class:`Histogram`
-bucket lists, updated on the thread that already handles the event (the supervisor,
-the hub, the broker I/O thread): no lock, no prometheus-client object and no import
+Each component keeps its own counters as plain ints and dicts and publishes them in a
+frozen ``statistics()`` snapshot; its ops object (:class:`ObservingOps`) adds what only
+events carry (failures by type, :class:`Histogram` bucket lists of durations) from the
+observer hooks it registers on the component: no prometheus-client object and no import
 of it on the hot path. ``/metrics``, ``/healthz`` and ``/readyz`` read those at request
 time through this registry, so one scrape covers every worker of every backend (all
-of them report to the main interpreter anyway) without a multiprocess directory.
+of them report to the main interpreter anyway) without a multiprocess directory. Ops
+never reads a component's private state nor takes its locks (``tests/test_ops_seams.py``
+checks that).
 
 Concurrency decision: components leave the registry through :meth:`Registry.retire`,
 which only appends to a deque. It is called from weakref finalizers (any thread, at
@@ -29,15 +32,18 @@ try:  # the C function: bisect.py is one more file for a new executor to import
 except ImportError:  # pragma: no cover - a build without the C module
     from bisect import bisect_left
 
+from .._events import Observer
 from ._catalog import DURATION_BUCKETS, METRICS
 from ._failure import FailureReports
 
 # Named tuples from collections at run time: typing would cost a new executor milliseconds.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from typing import Any, NamedTuple
 
-    from ._heartbeat import Heartbeat
+    from .._events import Hooks
+    from .._heartbeat import Heartbeat
 
     class _HistogramSnapshot(NamedTuple):
         bounds: tuple[float, ...]
@@ -52,7 +58,15 @@ else:
     _HistogramSnapshot = collections.namedtuple("_HistogramSnapshot", "bounds counts sum")
     _Sample = collections.namedtuple("_Sample", "name labels value")
 
-__all__ = ["REGISTRY", "ComponentOps", "Histogram", "HistogramSnapshot", "Registry", "Sample"]
+__all__ = [
+    "REGISTRY",
+    "ComponentOps",
+    "Histogram",
+    "HistogramSnapshot",
+    "ObservingOps",
+    "Registry",
+    "Sample",
+]
 
 
 class HistogramSnapshot(_HistogramSnapshot):
@@ -159,6 +173,90 @@ class ComponentOps:
             "name": self.name,
             "threads": [h.describe(now) for h in self.heartbeats],
         }
+
+
+class ObservingOps(ComponentOps, Observer):
+    """The ops of a component with :class:`~runtime._events.Hooks` and a ``statistics()``.
+
+    It sees its component only through three public seams, never through its private
+    state or its locks: the events the component's hooks dispatch (this object is one
+    more :class:`~runtime.Observer` of it), the frozen snapshot ``owner.statistics()``
+    returns, and the heartbeats the component hands to :meth:`attach`. Counters that
+    events carry (failures by type, durations) are this object's own; the component's
+    counters (submitted, completed, restarts ...) are read from ``statistics()`` when an
+    endpoint asks.
+
+    The contract with the component:
+
+    * ``ops = XOps(component, on_failure, metrics)`` in its constructor (validates
+      ``on_failure`` early);
+    * ``ops.attach(hooks, heartbeats)`` once, when its supervising threads exist: the
+      ops registers itself on ``hooks`` (only when it needs events: metrics on or an
+      ``on_failure`` hook set), keeps ``heartbeats`` for ``/healthz`` and enters the
+      process registry;
+    * ``ops.close()`` at shutdown, without holding the component's lock: it reads
+      ``statistics()`` one last time (the counters folded into the registry totals when
+      the component leaves), closes the heartbeats, leaves the registry and delivers the
+      failure reports still queued.
+
+    Nothing else: the component never calls its ops per event.
+    """
+
+    def __init__(self, owner: Any, on_failure: Any, metrics: bool) -> None:
+        super().__init__(owner, on_failure, metrics)
+        # Guards this object's own event counters (hooks may run on several threads).
+        self._lock = threading.Lock()
+        self._last: Any = None  # the latest statistics() read
+        self._final: Any = None  # read at close(): what the retired counters come from
+
+    def wants_events(self) -> bool:
+        """Whether any hook of this object has work to do (else it does not observe)."""
+        return self.metrics or self.reports.hook is not None
+
+    def attach(self, hooks: Hooks, heartbeats: Iterable[Heartbeat]) -> None:
+        """Observe ``hooks``, watch ``heartbeats`` and enter the registry (see the class)."""
+        self.heartbeats = list(heartbeats)
+        if self._closed:
+            return
+        if self.wants_events():
+            hooks.add(self)
+        self.register()
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            self._final = self.statistics()
+        except Exception:  # a component that cannot answer any more: keep what was read
+            self._final = None
+        if self._final is None:
+            self._final = self._last
+        super().close()
+
+    def statistics(self) -> Any:
+        """The owner's ``statistics()`` now (remembered), or None when the owner is gone."""
+        owner = self.owner()
+        if owner is None:
+            return None
+        stats = owner.statistics()
+        self._last = stats
+        return stats
+
+    def counted(self) -> Any:
+        """The statistics counters are read from, never going backwards: the snapshot
+        taken at :meth:`close` once closed, else the owner's current one, else (owner
+        gone, or failing to answer) the last one read. None when none was ever read.
+
+        Never calls the owner once closed: the registry folds a retired component's
+        counters in under its own lock, where calling into a component is not allowed.
+        """
+        if self._closed:
+            return self._final
+        try:
+            stats = self.statistics()
+        except Exception:
+            return self._last
+        return self._last if stats is None else stats
 
 
 def _aggregate(name: str, old: float, new: float) -> float:

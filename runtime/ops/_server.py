@@ -157,8 +157,27 @@ class MetricsServer:
             while not self._closing:
                 for key, _ in selector.select():
                     if key.fileobj is self._server.socket and not self._closing:
-                        # Accepts one connection and hands it to a request thread.
-                        self._server._handle_request_noblock()  # type: ignore[attr-defined]
+                        self._accept()
+
+    def _accept(self) -> None:
+        """Accept one connection and hand it to a request thread (what socketserver's
+        ``handle_request`` does once the socket is readable, through its public steps)."""
+        server = self._server
+        try:
+            request, address = server.get_request()
+        except OSError:  # the client reset before accept(), or nothing to accept after all
+            return
+        if not server.verify_request(request, address):
+            server.shutdown_request(request)
+            return
+        try:
+            server.process_request(request, address)
+        except Exception:
+            server.handle_error(request, address)
+            server.shutdown_request(request)
+        except BaseException:
+            server.shutdown_request(request)
+            raise
 
     def close(self) -> None:
         if self._closing:
