@@ -262,6 +262,11 @@ def _fail(items: list[_Item], error: BaseException) -> None:
             item.future.set_exception(error)
 
 
+def _user_fn(fn: Any, args: tuple[Any, ...]) -> Any:
+    """What observers are told a job runs: the user's function for a ``map`` chunk."""
+    return args[0] if fn is map_chunk else fn
+
+
 def _exc_name(payload: Any) -> str:
     """``builtins.ValueError`` -> ``ValueError``; other names keep their module."""
     name: str = payload[1]
@@ -721,7 +726,7 @@ class Executor(cf.Executor):
             if hooks.job_failed:
                 payload = encode_exception(error)
                 for item in items:
-                    self._job_failed(item.fn, item.future, payload, handle)
+                    self._job_failed(_user_fn(item.fn, item.args), item.future, payload, handle)
         else:
             for item, (ok, value) in zip(items, results, strict=True):
                 future = item.future
@@ -729,17 +734,20 @@ class Executor(cf.Executor):
                     continue
                 if ok:
                     future.set_result(value)
-                    if item.fn is map_chunk and value[1] is not None:
+                    if item.fn is not map_chunk:
+                        if hooks.job_finished:
+                            hooks.job_finished(JobEvent(self, item.fn, future, handle.id))
+                    elif value[1] is not None:
                         failed += 1  # map(): the user's function raised inside the chunk
                         if hooks.job_failed:
                             self._job_failed(item.args[0], None, value[1], handle)
                     elif hooks.job_finished:
-                        hooks.job_finished(JobEvent(self, item.fn, future, handle.id))
+                        hooks.job_finished(JobEvent(self, item.args[0], future, handle.id))
                 else:
                     failed += 1
                     future.set_exception(decode_exception(value))
                     if hooks.job_failed:
-                        self._job_failed(item.fn, future, value, handle)
+                        self._job_failed(_user_fn(item.fn, item.args), future, value, handle)
         self._completed += len(items) - failed
         self._failed += failed
         if hooks.batch_finished:
@@ -792,7 +800,7 @@ class Executor(cf.Executor):
             if self._hooks.job_failed:
                 payload = encode_exception(error)
                 for item in lost:
-                    self._job_failed(item.fn, item.future, payload, handle)
+                    self._job_failed(_user_fn(item.fn, item.args), item.future, payload, handle)
         with self._lock:
             retiring = worker.state is State.RETIRING
             worker.state = State.GONE
@@ -924,7 +932,9 @@ class Executor(cf.Executor):
             self._sent[batch_id] = _perf_counter()
         if hooks.job_started:
             for item in batch:
-                hooks.job_started(JobEvent(self, item.fn, item.future, worker.handle.id))
+                hooks.job_started(
+                    JobEvent(self, _user_fn(item.fn, item.args), item.future, worker.handle.id)
+                )
         try:  # noqa: SIM105 - on every call's path; try is cheaper than suppress()
             worker.handle.conn.send_bytes(calls_frame(batch_id, len(batch), blob, tag))
         except BrokenPipeError:
@@ -972,7 +982,7 @@ class Executor(cf.Executor):
             self._pending.append(_Item(future, fn, args, kwargs))
             self._submitted += 1
             if self._hooks.job_submitted:
-                self._hooks.job_submitted(JobEvent(self, fn, future, None))
+                self._hooks.job_submitted(JobEvent(self, _user_fn(fn, args), future, None))
             # Before the write: the answer may come before this thread reaches result().
             self._inbox.reserve()
             self._dispatch()

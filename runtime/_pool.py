@@ -48,7 +48,7 @@ from ._common import (
 )
 from ._early import guard_main_import
 from ._errors import BackendUnavailable, BootstrapError, ConfigurationError, PoolError
-from ._events import Hooks, Observer, TaskEvent, TaskFailed, WorkerEvent
+from ._events import Hooks, Observer, TaskEvent, TaskFailure, WorkerEvent
 from ._heartbeat import Heartbeat
 from ._hub import Hub
 from ._lifecycle import DEFAULT_BOOT_TIMEOUT, Limits
@@ -788,7 +788,7 @@ class Pool:
                     pid=handle.pid,
                 )
             self._hooks.task_failed(
-                TaskFailed(
+                TaskFailure(
                     self,
                     slot.kind.label,
                     slot.id,
@@ -1026,3 +1026,7 @@ class Pool:
         for handle in join_all(stragglers, 1.0):
             handle.abandon("it did not end when the pool stopped")
         workers.spawned = []
+        with self._lock:  # the supervisor no longer reads their "closed" events
+            for member in list(workers.members.values()):
+                self._worker_event("worker_stopped", member, "exit")
+            workers.members.clear()
