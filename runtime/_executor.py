@@ -17,22 +17,11 @@ error (with the worker's traceback) is raised by the next ``submit`` (and
 :meth:`Executor.wait_ready`) and set on every queued job's future; so does a first
 worker whose bootstrap outlives ``boot_timeout``.
 
-The workers' lifecycle (spawn, boot deadline, ready, boot failure, kill-or-abandon,
-the standby hand-over) is a :class:`~runtime._workerset.WorkerSet`'s; this module
-decides *when* to recycle (``max_tasks_per_worker``, ``max_worker_memory``,
-``max_worker_age``) without losing, repeating or dipping:
-
-* **Lost or repeated jobs.** A worker is retired by sending it ``exit`` *behind* the
-  batches it holds (one pipe, read in order): it runs them, writes their results, then
-  ends. Nothing is taken back from it or resent elsewhere, and it gets no new batch
-  once retired (``ready`` is false), so every job runs exactly once.
-* **A throughput dip.** The successor is spawned *before* the worker retires, as a
-  standby: when the worker nears its job budget (from its job rate and the measured
-  boot time), twice the boot time before its age limit, or when it reports being over
-  its memory limit (a soft limit: it keeps working until the standby is ready).
-* **A wedged executor.** Deadlines are hub timers run under this executor's lock, and
-  a successor or replacement that fails to boot is retried with back-off while the
-  others carry on.
+The workers are :class:`~runtime._executor_workers.ExecutorWorkers`' (replacement,
+recycling without a dip, the first workers' boot), on a :class:`~runtime._workerset.WorkerSet`
+(spawn, boot deadline, kill-or-abandon, the standby hand-over). A worker that is retired
+gets no new batch (``ready`` is false) and runs what it holds before it ends, so every
+job runs exactly once.
 
 Without limits the per-job path is unchanged: ``_send`` checks one attribute. Without
 observers, each event costs one attribute check (``runtime._events``).
@@ -44,7 +33,6 @@ import collections
 import concurrent.futures as cf
 import itertools
 import logging
-import sys
 import threading
 import time
 
@@ -54,7 +42,6 @@ from ._early import (
     _config_error,
     fast_switching,
     guard_main_import,
-    interpreters_leak,
     resolve_workers,
     start_interpreters,
     usable_cpu_count,
@@ -75,14 +62,9 @@ if TYPE_CHECKING:
         warn_if_gil_returned,
     )
     from ._early import EarlyInterpreter
-    from ._errors import (
-        BackendUnavailable,
-        BootstrapError,
-        ExecutorShutdown,
-        NotTransferable,
-        WorkerCrashed,
-    )
-    from ._events import Hooks, JobEvent, JobFailed, Observer, WorkerEvent
+    from ._errors import ExecutorShutdown, NotTransferable, WorkerCrashed
+    from ._events import Hooks, JobEvent, JobFailed, Observer
+    from ._executor_workers import ExecutorWorkers, _Worker
     from ._future import Future
     from ._hub import Hub
     from ._inbox import Inbox
@@ -102,7 +84,7 @@ if TYPE_CHECKING:
     )
     from ._wire import _pickle as pickle_pair
     from ._worker import map_chunk
-    from ._workerset import Member, State, WorkerSet
+    from ._workerset import State
     from .backends import WorkerHandle
     from .ops._executor_ops import ExecutorOps
 
@@ -142,11 +124,10 @@ def _load() -> None:
     global bootstrap_name, close_at_exit, pack_bootstrap, resolve_backend, warn_if_gil_returned
     global Hub, Inbox, Limits, culprit, mode_for, pickle_for, pickling_hint
     global WorkerHandle, ExecutorOps, _loaded
-    global BackendUnavailable, BootstrapError, ExecutorShutdown
-    global NotTransferable, WorkerCrashed
+    global ExecutorShutdown, NotTransferable, WorkerCrashed
     global MARSHAL_TAG, calls_frame, decode_exception, encode_exception, pack_calls
-    global pickle_pair, Future, Hooks, JobEvent, JobFailed, WorkerEvent, WorkerInfo
-    global Member, State, WorkerSet, map_chunk, auto_chunksize, _Worker
+    global pickle_pair, Future, Hooks, JobEvent, JobFailed, WorkerInfo
+    global State, ExecutorWorkers, map_chunk, auto_chunksize
     from ._common import (
         bootstrap_name,
         close_at_exit,
@@ -154,14 +135,9 @@ def _load() -> None:
         resolve_backend,
         warn_if_gil_returned,
     )
-    from ._errors import (
-        BackendUnavailable,
-        BootstrapError,
-        ExecutorShutdown,
-        NotTransferable,
-        WorkerCrashed,
-    )
-    from ._events import Hooks, JobEvent, JobFailed, WorkerEvent
+    from ._errors import ExecutorShutdown, NotTransferable, WorkerCrashed
+    from ._events import Hooks, JobEvent, JobFailed
+    from ._executor_workers import ExecutorWorkers
     from ._future import Future
     from ._hub import Hub
     from ._inbox import Inbox
@@ -180,22 +156,9 @@ def _load() -> None:
     )
     from ._wire import _pickle as pickle_pair  # (dumps, loads), imported on first use
     from ._worker import map_chunk
-    from ._workerset import Member, State, WorkerSet
+    from ._workerset import State
     from .backends import WorkerHandle
     from .ops._executor_ops import ExecutorOps
-
-    class _Worker(Member):
-        """A member of the executor's set, with the batches it holds and its job budget."""
-
-        __slots__ = ("booting", "budget", "inflight", "since", "spent")
-
-        def __init__(self, handle: WorkerHandle, initial: bool, tag: Any = None) -> None:
-            super().__init__(handle, initial, tag)
-            self.inflight: dict[int, list[_Item]] = {}
-            self.budget: int | None = tag  # jobs it may still take (max_tasks_per_worker)
-            self.spent = 0  # jobs it took
-            self.since = 0.0  # when it began taking work
-            self.booting = False  # an initial worker counted in Executor._booting
 
     _loaded = True
 
@@ -206,14 +169,6 @@ log = logging.getLogger("runtime")
 
 _MAX_INFLIGHT = 2  # batches queued per worker: one running, one ready to go
 _perf_counter = time.perf_counter
-if TYPE_CHECKING:
-
-    class _Worker(Member):
-        booting: bool
-        budget: int | None
-        inflight: dict[int, list[_Item]]
-        since: float
-        spent: int
 
 
 class _Item:
@@ -230,25 +185,6 @@ class _Item:
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
-
-
-_recycling_warned = False
-
-
-def _warn_recycling_leaks(backend: str) -> None:
-    """Once per process: recycling subinterpreters costs memory on CPython < 3.14."""
-    global _recycling_warned
-    if _recycling_warned:
-        return
-    _recycling_warned = True
-    log.warning(
-        "runtime: recycling %s workers (max_tasks_per_worker, max_worker_memory, max_worker_age) "
-        "on CPython %d.%d: every interpreter created and destroyed there keeps about 3 MB of the "
-        "process's memory (CPython #110411, fixed in 3.14), so recycle seldom, or use "
-        "backend='process' or Python 3.14+",
-        backend,
-        *sys.version_info[:2],
-    )
 
 
 def _describe(fn: Any) -> str:
@@ -363,9 +299,6 @@ class Executor(cf.Executor):
         self._pickling = mode_for(self.backend)
         # Channels in a call are pickled as duplicated fds for a child process.
         self._send_batch = self._send_to_process if self.backend == "process" else self._send
-        self._boot_name = bootstrap_name(bootstrap)
-        if self._limits.recycles and interpreters_leak(self.backend):
-            _warn_recycling_leaks(self.backend)
         self._ops = ExecutorOps(self, on_failure, metrics)
         self._max_batch = max_batch
         self._lock = threading.RLock()
@@ -375,30 +308,30 @@ class Executor(cf.Executor):
         self._sent: dict[int, float] = {}  # batch id -> when written (for batch_finished)
         self._batch_ids = itertools.count(1)
         self._shutdown = False
-        self._broken: BaseException | None = None
-        self._booting = 0  # initial workers that have neither booted nor failed
-        self._boot_done = threading.Condition(self._lock)
         self._all_exited = threading.Event()
-        self._submitted = self._completed = self._failed = self._replaced = 0
-        self._recycled = collections.Counter[str]()
+        self._submitted = self._completed = self._failed = 0
         self._hub = Hub(name="runtime-executor-hub")
         self._inbox = Inbox(self._hub)
         self._inbox.others_in_flight = self._jobs_in_flight
-        self._set = WorkerSet(
+        self._crew = ExecutorWorkers(
             self,
             backend=self.backend,
             hub=self._hub,
-            info=self._info,
+            reader=self._inbox,
+            limits=self._limits,
             bootstrap=pack_bootstrap(bootstrap, self.backend),
-            boot_timeout=self._limits.boot_timeout,
-            memory_limit=self._limits.max_worker_memory,
+            boot_name=bootstrap_name(bootstrap),
+            hooks=self._hooks,
+            lock=self._lock,
             on_message=self._on_message,
             on_closed=self._on_closed,
-            lock=self._lock,
-            reader=self._inbox,
-            member_class=_Worker,
+            changed=self._changed,
+            on_broken=self._fail_pending,
+            stopping=lambda: self._shutdown,
+            wanted=lambda: not self._shutdown or bool(self._pending),
+            wake_reader=self._inbox.wake_reader,
         )
-        self._workers: dict[int, _Worker] = self._set.members  # type: ignore[assignment]
+        self._workers = self._crew.members
         if self.backend != "subinterpreter":
             for interp in early:
                 interp.discard()
@@ -406,269 +339,12 @@ class Executor(cf.Executor):
         try:
             with self._lock:
                 for _ in range(self._count):
-                    self._spawn(initial=True, early=early.pop() if early else None)
+                    self._crew.spawn(initial=True, early=early.pop() if early else None)
         except BaseException:
             self._teardown_now()
             raise
         self._ops.attach(self._hooks, [self._hub.heartbeat])
         close_at_exit(self)
-
-    # ------------------------------------------------------------------ the worker set
-    # Everything below runs with the lock held (hub timers take it: WorkerSet.call_later).
-    def _info(self, member: Member) -> dict[str, Any]:
-        return {
-            "id": member.handle.id,
-            "backend": self.backend,
-            "attempt": 1,
-            "slot": None,
-            "kind": None,
-            "pid": 0,
-        }
-
-    def _spawn(
-        self,
-        *,
-        initial: bool = False,
-        predecessor: _Worker | None = None,
-        early: EarlyInterpreter | None = None,
-    ) -> _Worker:
-        """Start a worker. With ``predecessor``: as its standby successor."""
-        worker: _Worker = self._set.spawn(  # type: ignore[assignment]
-            initial=initial,
-            predecessor=predecessor,
-            early=early,
-            tag=self._limits.max_tasks_per_worker,
-        )
-        if initial:
-            worker.booting = True
-            self._booting += 1
-        self._worker_event("worker_started", worker, "standby" if predecessor else "spawn")
-        return worker
-
-    def _worker_event(
-        self, hook: str, worker: Member, reason: str, error: BaseException | str | None = None
-    ) -> None:
-        dispatch = getattr(self._hooks, hook)
-        if dispatch:
-            handle = worker.handle
-            dispatch(
-                WorkerEvent("executor", self, handle.id, self.backend, handle.pid, reason, error)
-            )
-
-    def worker_ready(self, worker: _Worker) -> None:
-        """WorkerSet: ``worker`` booted (ACTIVE, or STANDBY behind a recycled worker)."""
-        self._booted(worker)
-        self._worker_event("worker_ready", worker, "spawn")
-        if worker.state is State.ACTIVE:
-            worker.since = time.monotonic()
-        age = self._limits.max_worker_age
-        if age is not None and not self._shutdown:
-            lead = min(2 * self._set.boot_seconds, age / 2)
-            worker.timer = self._set.call_later(
-                worker.started + age - lead - time.monotonic(), self._age_near, worker
-            )
-        predecessor = worker.predecessor
-        if worker.state is State.STANDBY and predecessor is not None and predecessor.handover:
-            self._hand_over(predecessor)  # type: ignore[arg-type]
-        self._dispatch()
-        self._maybe_finish()  # shut down before it booted: it may leave now
-
-    def worker_boot_failed(self, worker: _Worker, payload: Any, refused: bool) -> None:
-        _, name, message, tb = payload
-        cls = BackendUnavailable if refused else BootstrapError
-        hint = (
-            f" (the {self.backend} backend cannot load an extension the bootstrap needs; "
-            "use backend='thread' or backend='process')"
-            if refused
-            else ""
-        )
-        error = cls(
-            f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}", tb
-        )
-        self._booted(worker)
-        self._worker_event("worker_failed", worker, "boot_failed", error)
-        if self._broken is None and (not self._workers or worker.initial):
-            self._broken = error
-            self._fail_pending(error)
-        else:  # a replacement failed to boot; the others carry on
-            log.error("runtime: a replacement worker could not start: %s", error)
-            self._retry(worker)
-        self._maybe_finish()
-
-    def worker_boot_timed_out(self, worker: _Worker, elapsed: float, killed: bool) -> None:
-        error = BootstrapError(
-            f"{self.backend} worker {worker.handle.id} did not finish its bootstrap "
-            f"{self._boot_name} within boot_timeout={self._limits.boot_timeout}s "
-            f"(elapsed {elapsed:.2f}s); "
-            + (
-                "it was killed"
-                if killed
-                else f"a {self.backend} worker cannot be killed, so it was abandoned"
-            )
-        )
-        self._booted(worker)
-        self._worker_event("worker_failed", worker, "boot_timeout", error)
-        if self._broken is None and worker.initial:
-            self._broken = error
-            self._fail_pending(error)
-        elif self._broken is None:
-            log.error("runtime: %s; retrying", error)
-            self._retry(worker)
-        self._maybe_finish()
-        # A caller reading the inbox in wait_ready()/result() re-checks what it waits for
-        # (after _maybe_finish: shutdown()'s reader waits for the event it may set).
-        self._inbox.wake_reader()
-
-    def worker_over_memory(self, worker: _Worker, nbytes: int) -> None:
-        if worker.state is State.RETIRING or worker.reason:
-            return
-        log.info(
-            "runtime: %s worker %s holds %s bytes (max_worker_memory=%s); recycling it",
-            self.backend,
-            worker.handle.id,
-            nbytes,
-            self._limits.max_worker_memory,
-        )
-        self._recycle(worker, "memory")
-        self._dispatch()
-
-    def _booted(self, worker: _Worker) -> None:
-        """An initial ``worker`` is past its boot (ready, failed or gone)."""
-        if worker.booting:
-            worker.booting = False
-            self._booting -= 1
-            self._boot_done.notify_all()
-
-    # ------------------------------------------------------------------ recycling
-    def _spend(self, worker: _Worker, jobs: int) -> None:
-        """``worker`` took ``jobs`` more jobs (max_tasks_per_worker is set)."""
-        worker.budget -= jobs  # type: ignore[operator]
-        worker.spent += jobs
-        budget: int = worker.budget  # type: ignore[assignment]
-        if budget <= 0:
-            self._recycle(worker, "tasks")
-            return
-        if worker.successor is not None or self._shutdown:
-            return
-        # Spawn the successor when the jobs left would last about two boot times at the
-        # rate this worker takes them (measured since it began; at least 50 ms of it).
-        elapsed = max(time.monotonic() - worker.since, 0.05)
-        if budget <= worker.spent / elapsed * 2 * self._set.boot_seconds + 1:
-            self._spawn_successor(worker)
-
-    def _spawn_successor(self, worker: _Worker) -> _Worker | None:
-        try:
-            return self._spawn(predecessor=worker)
-        except Exception as exc:
-            log.error(
-                "runtime: could not start a successor for worker %s: %s", worker.handle.id, exc
-            )
-            return None
-
-    def _age_near(self, worker: _Worker) -> None:
-        """Timer: ``worker`` nears max_worker_age: spawn its successor now."""
-        worker.timer = None
-        if not self._set.live(worker) or worker.state is State.RETIRING or self._shutdown:
-            return
-        if worker.state is State.STANDBY:  # aged while waiting to take over: look again later
-            worker.timer = self._set.call_later(2 * self._set.boot_seconds, self._age_near, worker)
-            return
-        if worker.successor is None:
-            self._spawn_successor(worker)
-        age: float = self._limits.max_worker_age  # type: ignore[assignment]
-        worker.timer = self._set.call_later(
-            worker.started + age - time.monotonic(), self._age_reached, worker
-        )
-
-    def _age_reached(self, worker: _Worker) -> None:
-        worker.timer = None
-        if self._set.live(worker) and worker.state is not State.RETIRING:
-            self._recycle(worker, "age")
-            self._dispatch()
-
-    def _recycle(self, worker: _Worker, reason: str) -> None:
-        """Replace ``worker``: at once if its standby is ready (or its budget is spent),
-        else as soon as the standby reports ready (it keeps working until then)."""
-        if worker.state is State.RETIRING:
-            return
-        worker.reason = worker.reason or reason
-        if self._shutdown and not self._pending and reason != "tasks":
-            return  # the executor is ending anyway
-        successor = worker.successor
-        if successor is None:
-            successor = self._spawn_successor(worker)
-        if reason == "tasks" or successor is None or successor.booted:
-            self._hand_over(worker)
-        else:
-            worker.handover = True  # WorkerSet hands over when the successor is ready
-
-    def _hand_over(self, worker: _Worker) -> None:
-        """``worker`` stops taking work, its successor starts, in one critical section."""
-        successor: _Worker | None = self._set.hand_over(worker)  # type: ignore[assignment]
-        if successor is None:  # its successor could not start: a plain replacement
-            self._retry(None)
-        elif successor.ready:
-            successor.since = time.monotonic()
-        self._recycled[worker.reason] += 1
-        self._worker_event("worker_retired", worker, worker.reason)
-        log.info(
-            "runtime: recycling %s worker %s (%s: %s jobs, %.1fs old)",
-            self.backend,
-            worker.handle.id,
-            worker.reason,
-            worker.spent,
-            time.monotonic() - worker.started,
-        )
-
-    def _retry(self, failed: _Worker | None) -> None:
-        """Start a worker in place of ``failed`` (a replacement or successor that did not
-        boot) after the back-off; a successor's retry is again its predecessor's standby."""
-        predecessor: _Worker | None = failed.predecessor if failed is not None else None  # type: ignore[assignment]
-        if predecessor is not None and predecessor.successor is failed:
-            predecessor.successor = None
-        delay = self._set.retry_delay()
-        log.info("runtime: starting another %s worker in %.1fs", self.backend, delay)
-        self._set.call_later(delay, self._respawn, predecessor)
-
-    def _respawn(self, predecessor: _Worker | None) -> None:
-        if self._broken is not None or (self._shutdown and not self._pending):
-            return
-        if (
-            predecessor is not None
-            and self._set.live(predecessor)
-            and predecessor.state is not State.RETIRING
-        ):
-            if predecessor.successor is None:
-                self._spawn_successor(predecessor)
-                if predecessor.successor is None:
-                    self._retry(None)
-            return
-        self._spawn_or_retry()
-
-    def _spawn_or_retry(self) -> None:
-        """Start a plain replacement worker now, or after the back-off if that fails."""
-        try:
-            self._spawn()
-        except Exception as exc:
-            log.error("runtime: could not replace a worker: %s", exc)
-            self._retry(None)
-
-    def _replace(self, worker: _Worker) -> None:
-        """A booted ``worker`` died: its standby, or a fresh worker, takes its place."""
-        successor: _Worker | None = worker.successor  # type: ignore[assignment]
-        predecessor: _Worker | None = worker.predecessor  # type: ignore[assignment]
-        if successor is not None:  # its standby takes over now
-            worker.successor = None
-            successor.predecessor = None
-            if successor.booted:
-                self._set.activate(successor)
-                successor.since = time.monotonic()
-            return
-        if predecessor is not None and self._set.live(predecessor):
-            predecessor.successor = None  # a standby died: its predecessor gets another
-            if predecessor.state is not State.RETIRING and self._spawn_successor(predecessor):
-                return
-        self._spawn_or_retry()
 
     # ------------------------------------------------------------------ worker messages
     # Handlers run on whichever thread reads the inbox. Each must be idempotent: a reader
@@ -683,7 +359,7 @@ class Executor(cf.Executor):
             if kind == "ready":
                 warn_if_gil_returned(msg[2], self._caps, self.backend)
             with self._lock:
-                self._set.message(handle, msg)
+                self._crew.set.message(handle, msg)
 
     def _complete_batch(
         self,
@@ -772,8 +448,10 @@ class Executor(cf.Executor):
         )
 
     def _on_closed(self, handle: WorkerHandle) -> None:
+        """A worker's pipe closed: fail the jobs it held; its replacement is the crew's."""
+        crew = self._crew
         with self._lock:
-            worker: _Worker | None = self._set.closed(handle)  # type: ignore[assignment]
+            worker: _Worker | None = crew.set.closed(handle)  # type: ignore[assignment]
             if worker is None:
                 self._maybe_finish()
                 return
@@ -787,9 +465,8 @@ class Executor(cf.Executor):
             for batch_id in batches:
                 self._sent.pop(batch_id, None)
             was_ready = worker.booted
-            was_initial = worker.initial
             if not was_ready:
-                self._booted(worker)
+                crew.booted(worker)
         if lost:
             error = WorkerCrashed(
                 f"{handle.describe_exit()} while running {len(lost)} job(s) "
@@ -802,33 +479,10 @@ class Executor(cf.Executor):
                 for item in lost:
                     self._job_failed(_user_fn(item.fn, item.args), item.future, payload, handle)
         with self._lock:
-            retiring = worker.state is State.RETIRING
-            worker.state = State.GONE
-            self._worker_event("worker_stopped", worker, "exit" if retiring else "died")
-            if not self._shutdown and self._broken is None:
-                if retiring:
-                    pass  # recycled: its successor has taken its place
-                elif was_ready:
-                    log.warning("runtime: %s; replacing it", handle.describe_exit())
-                    self._replaced += 1
-                    self._worker_event("worker_replaced", worker, "died", handle.describe_exit())
-                    self._replace(worker)
-                elif was_initial or not self._workers:
-                    self._broken = BootstrapError(
-                        f"a fresh {self.backend} worker died while bootstrapping: {handle.describe_exit()}"
-                    )
-                    self._worker_event("worker_failed", worker, "died", self._broken)
-                else:  # a replacement died while booting; the others carry on
-                    log.error(
-                        "runtime: a replacement worker died while bootstrapping: %s",
-                        handle.describe_exit(),
-                    )
-                    self._worker_event("worker_failed", worker, "died", handle.describe_exit())
-                    self._retry(worker)
-            if not self._workers and self._broken is not None:
-                self._fail_pending(self._broken)
-            self._dispatch()
-            self._maybe_finish()
+            crew.lost(worker, handle, was_ready)
+            if not self._workers and crew.broken is not None:
+                self._fail_pending(crew.broken)
+            self._changed()
 
     # ------------------------------------------------------------------ dispatch
     def _fail_pending(self, error: BaseException) -> None:
@@ -844,7 +498,7 @@ class Executor(cf.Executor):
             return
         # While the first workers boot, a ready one takes a single batch: a burst submitted
         # right after the constructor must not all land on whichever worker booted first.
-        room = 1 if self._booting else _MAX_INFLIGHT
+        room = 1 if self._crew.booting else _MAX_INFLIGHT
         if len(pending) == 1:  # one call (the latency path): the least-loaded worker takes it
             best: _Worker | None = None
             for worker in self._workers.values():
@@ -940,7 +594,7 @@ class Executor(cf.Executor):
         except BrokenPipeError:
             pass  # the worker is gone: _on_closed fails this batch and replaces the worker
         if worker.budget is not None:  # the only per-batch cost of recycling
-            self._spend(worker, len(batch))
+            self._crew.spend(worker, len(batch))
 
     def _jobs_in_flight(self) -> bool:
         """Whether any job is queued or running. Read without the lock by a reader that is
@@ -949,12 +603,17 @@ class Executor(cf.Executor):
             return True
         return any(worker.inflight for worker in list(self._workers.values()))
 
+    def _changed(self) -> None:
+        """Workers came or went: hand out queued work, and finish if shutting down."""
+        self._dispatch()
+        self._maybe_finish()
+
     def _maybe_finish(self) -> None:
         if not self._shutdown:
             return
         if self._jobs_in_flight():
             return
-        self._set.exit_all()
+        self._crew.set.exit_all()
         if not self._workers and not self._all_exited.is_set():
             self._all_exited.set()
             # shutdown() may be reading the inbox for the workers' last messages; when the
@@ -975,8 +634,8 @@ class Executor(cf.Executor):
         if not callable(fn):
             raise TypeError(f"submit() needs a callable, got {fn!r}")
         with self._lock:
-            if self._broken is not None:
-                raise self._broken
+            if self._crew.broken is not None:
+                raise self._crew.broken
             if self._shutdown:
                 raise ExecutorShutdown("cannot submit: the executor is shut down")
             self._pending.append(_Item(future, fn, args, kwargs))
@@ -998,8 +657,10 @@ class Executor(cf.Executor):
         """
         deadline = None if timeout is None else time.monotonic() + timeout
 
+        crew = self._crew
+
         def settled() -> bool:
-            return self._booting == 0 or self._broken is not None
+            return crew.booting == 0 or crew.broken is not None
 
         self._inbox.serve_until(settled, deadline)  # read the workers' messages here if free
         with self._lock:
@@ -1007,11 +668,11 @@ class Executor(cf.Executor):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise TimeoutError(
-                        f"{self._booting} of {self._count} workers had not booted after {timeout}s"
+                        f"{crew.booting} of {self._count} workers had not booted after {timeout}s"
                     )
-                self._boot_done.wait(remaining)
-            if self._broken is not None:
-                raise self._broken
+                crew.boot_done.wait(remaining)
+            if crew.broken is not None:
+                raise crew.broken
 
     def map(
         self,
@@ -1074,7 +735,7 @@ class Executor(cf.Executor):
         self._close()
 
     def _close(self) -> None:
-        self._set.join(5.0)
+        self._crew.set.join(5.0)
         self._hub.close()
         self._ops.close()
 
@@ -1085,7 +746,7 @@ class Executor(cf.Executor):
     def _teardown_now(self) -> None:
         with self._lock:
             self._shutdown = True
-            self._set.exit_all()
+            self._crew.set.exit_all()
         self._close()
 
     def request_stop(self, future: cf.Future[Any] | Completion | None = None) -> bool:
@@ -1110,9 +771,10 @@ class Executor(cf.Executor):
         """A frozen snapshot of this executor: workers, jobs, counters."""
         from ._statistics import ExecutorStatistics
 
+        crew = self._crew
         with self._lock:
             workers = list(self._workers.values())
-            if self._broken is not None:
+            if crew.broken is not None:
                 state = "broken"
             elif self._shutdown:
                 state = "shutdown"
@@ -1130,10 +792,10 @@ class Executor(cf.Executor):
                 submitted=self._submitted,
                 completed=self._completed,
                 failed=self._failed,
-                replaced=self._replaced,
-                recycled=dict(self._recycled),
+                replaced=crew.replaced,
+                recycled=dict(crew.recycled),
                 state=state,
-                broken=None if self._broken is None else str(self._broken),
+                broken=None if crew.broken is None else str(crew.broken),
             )
 
     @property
