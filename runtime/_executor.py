@@ -198,6 +198,15 @@ def _fail(items: list[_Item], error: BaseException) -> None:
             item.future.set_exception(error)
 
 
+def _failures(items: list[_Item], results: list[tuple[bool, Any]]) -> int:
+    """How many jobs of a batch failed (a ``map`` chunk whose function raised counts)."""
+    failed = 0
+    for item, (ok, value) in zip(items, results, strict=True):
+        if not ok or (item.fn is map_chunk and value[1] is not None):
+            failed += 1
+    return failed
+
+
 def _user_fn(fn: Any, args: tuple[Any, ...]) -> Any:
     """What observers are told a job runs: the user's function for a ``map`` chunk."""
     return args[0] if fn is map_chunk else fn
@@ -387,6 +396,11 @@ class Executor(cf.Executor):
                 if popped is None:
                     return
                 entry = self._completing[batch_id] = (handle.id, popped)
+                # Counted before any future is set: a caller woken by its result reads
+                # statistics() that include its job.
+                lost = len(popped) if results is None else _failures(popped, results)
+                self._completed += len(popped) - lost
+                self._failed += lost
                 if self._pending:
                     self._dispatch()
         items = entry[1]
@@ -424,8 +438,6 @@ class Executor(cf.Executor):
                     future.set_exception(decode_exception(value))
                     if hooks.job_failed:
                         self._job_failed(_user_fn(item.fn, item.args), future, value, handle)
-        self._completed += len(items) - failed
-        self._failed += failed
         if hooks.batch_finished:
             started = self._sent.pop(batch_id, None)
             if started is not None:
