@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import runtime
-from runtime._pool import _FAILURES_KEPT
+from runtime._supervisor import _FAILURES_KEPT
 from tests.helpers import faults as helpers
 from tests.helpers.tasks import read_lines
 
