@@ -42,9 +42,17 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator
     from typing import Any
 
-__all__ = ["check_buffersize", "check_chunksize", "map_results"]
+__all__ = ["auto_chunksize", "check_buffersize", "check_chunksize", "map_results"]
 
 type Chunk = Sequence[tuple[Any, ...]]
+
+
+def auto_chunksize(count: int, workers: int, max_batch: int = 256) -> int:
+    """Items per chunk for ``count`` items on ``workers`` workers, at most ``max_batch``.
+
+    About 8 chunks per worker keeps every worker busy while amortising the per-job cost.
+    """
+    return max(1, min(max_batch, count // (8 * max(1, workers))))
 
 
 def check_chunksize(chunksize: object) -> int:

@@ -186,7 +186,7 @@ async def test_cancel_abandons_a_running_job(backend: str, tmp_path: Path) -> No
 
 @pytest.mark.anyio
 async def test_cancel_asks_a_running_job_to_stop(backend: str, tmp_path: Path) -> None:
-    if not runtime.aio._supports_stop(runtime.Executor):
+    if not runtime.aio._await.supports_stop(runtime.Executor):
         pytest.skip("runtime.Executor has no per-job request_stop(future) yet")
     started = make_fifo(tmp_path, "started")
     outcome = tmp_path / "outcome"

@@ -1,4 +1,4 @@
-"""The event loop reads its executor's completions itself (runtime._loop_reader), on asyncio and trio.
+"""The event loop reads its executor's completions itself (runtime.aio._reader), on asyncio and trio.
 
 While a task awaits a ``runtime.Executor`` result, the loop holds the executor inbox's
 reader role: no helper thread reads for it, other threads' waits are served by it, and it
@@ -105,7 +105,7 @@ async def test_run_sync_gives_the_role_back_and_cancels_cleanly(backend: str) ->
         with anyio.move_on_after(0.05):
             await runtime.aio.run_sync(tasks.wait_for_stop, 30.0)  # abandoned: asked to stop
         assert await runtime.aio.run_sync(h.square, 6) == 36
-        default = runtime.aio._default_executor()
+        default = runtime.aio._default.default_executor()
         assert default.executor is not None
         assert default.executor._inbox._state != _inbox._READING
     finally:

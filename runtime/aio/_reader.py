@@ -1,6 +1,7 @@
 """An event loop reads an executor's completions itself while it awaits them.
 
-(And :class:`Call`, the lean completion of one awaited job, which that reader completes.)
+(And :class:`Call`, the lean completion of one awaited job, which that reader completes,
+and :func:`start_call`, which queues such a job.)
 
 Without this, a result reaches an awaiting task through three threads: the worker
 writes, the executor's hub thread wakes, reads and completes the future, then hands a
@@ -33,17 +34,22 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ._wire import DONE as _DONE
+# runtime._executor is loaded whenever this module is: the first Loop is made for an
+# AsyncExecutor (which imports it) or for run_sync's default executor (which starts one).
+from .._executor import enqueue, inbox_of
+from .._wire import DONE as _DONE
 
 if TYPE_CHECKING:
     import asyncio
     from collections.abc import Awaitable, Callable
 
-    from ._inbox import Inbox
+    from .._executor import Executor
+    from .._inbox import Inbox
+    from ._loop import Loop
 
 log = logging.getLogger("runtime")
 
-__all__ = ["AsyncioReader", "Call", "Readers", "TrioReader"]
+__all__ = ["AsyncioReader", "Call", "Readers", "TrioReader", "start_call"]
 
 # The states of concurrent.futures.Future, so the executor treats a Call like one.
 _PENDING, _RUNNING, _FINISHED, _CANCELLED = "PENDING", "RUNNING", "FINISHED", "CANCELLED"
@@ -240,7 +246,7 @@ class Readers:
         return reader
 
     def _find(self, executor: Any) -> AsyncioReader | TrioReader | None:
-        inbox: Inbox | None = getattr(executor, "_inbox", None)
+        inbox = inbox_of(executor)
         if inbox is None or not inbox.nested or inbox.closed:
             return None
         key = id(inbox)
@@ -276,7 +282,7 @@ class Call:
 
     __slots__ = ("_exception", "_lock", "_loop", "_result", "_state", "armed", "waiter")
 
-    def __init__(self, loop: Any) -> None:
+    def __init__(self, loop: Loop) -> None:
         self._lock = threading.Lock()
         self._state = _PENDING
         self._result: Any = None
@@ -327,7 +333,7 @@ class Call:
     def outcome(self) -> Any:
         """The job's result; raises its exception, or ExecutorShutdown if it was cancelled."""
         if self._state == _CANCELLED:
-            from ._errors import ExecutorShutdown
+            from .._errors import ExecutorShutdown
 
             raise ExecutorShutdown(
                 "the job was cancelled before it started: the executor is shutting down"
@@ -342,3 +348,12 @@ class Call:
                 self._loop.wake(self.waiter)
             except RuntimeError:  # the loop ended while the job ran
                 pass
+
+
+def start_call(
+    loop: Loop, executor: Executor, fn: Callable[..., Any], args: Any, kwargs: Any
+) -> Call:
+    """Queue ``fn(*args, **kwargs)`` on ``executor``; returns the :class:`Call` it completes."""
+    call = Call(loop)
+    enqueue(executor, call, fn, args, kwargs)
+    return call

@@ -7,14 +7,15 @@ finish with ``ordered=False``.
 How a completion reaches the event loop: every future gets one done-callback
 that, on the executor's completion thread, records the future under a lock and,
 only if the consumer is parked waiting, hands that one waiter to the loop bridge
-(``_Loop.wake``). The consumer checks its condition under the same lock before
-parking, so no completion is lost between the check and the wait, and a consumer
-that is busy elsewhere costs no wake-ups at all. Nothing polls; no thread per call.
+(``Loop.wake``, ``runtime.aio._loop``). The consumer checks its condition under the
+same lock before parking, so no completion is lost between the check and the wait,
+and a consumer that is busy elsewhere costs no wake-ups at all. Nothing polls; no
+thread per call.
 
 Leaving the iteration (``break`` then ``aclose()``, an exception, cancellation of
 the consuming task, garbage collection of the generator) abandons what is left:
 chunks not started are cancelled, running ones are asked to stop where the
-executor supports it (``aio._abandon``).
+executor supports it (``runtime.aio._await.abandon``).
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from typing import TYPE_CHECKING, Any
 
 import anyio.lowlevel
 
-from ._wire import decode_exception
+from .._wire import decode_exception
 
 if TYPE_CHECKING:
     import concurrent.futures as cf
     from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+
+    from ._loop import Loop
 
 __all__ = ["stream_results"]
 
@@ -39,7 +42,7 @@ __all__ = ["stream_results"]
 class _Arrivals:
     """Done-callback for every future of one stream; wakes the parked consumer."""
 
-    def __init__(self, loop: Any, record: bool) -> None:
+    def __init__(self, loop: Loop, record: bool) -> None:
         self._loop = loop
         self._record = record
         self._lock = threading.Lock()
@@ -71,7 +74,7 @@ class _Arrivals:
 
 
 async def stream_results(
-    loop: Any,
+    loop: Loop,
     submit: Callable[[Any], cf.Future[Any]],
     jobs: Iterable[Any],
     *,
