@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from ._errors import WorkerCrashed as WorkerCrashed
     from ._events import BatchFinished as BatchFinished
     from ._events import BrokerEvent as BrokerEvent
+    from ._events import DeliveryFailed as DeliveryFailed
     from ._events import DeliverySettled as DeliverySettled
     from ._events import JobEvent as JobEvent
     from ._events import JobFailed as JobFailed
@@ -79,6 +80,7 @@ __all__ = [
     "ChannelTimeout",
     "ConfigurationError",
     "Decision",
+    "DeliveryFailed",
     "DeliverySettled",
     "Error",
     "Executor",
@@ -141,6 +143,7 @@ _LAZY = {
     "remove_observer": "._events",
     "BatchFinished": "._events",
     "BrokerEvent": "._events",
+    "DeliveryFailed": "._events",
     "DeliverySettled": "._events",
     "JobEvent": "._events",
     "JobFailed": "._events",

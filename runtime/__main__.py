@@ -1,3 +1,5 @@
+"""``python -m runtime``: the ``parallel-runtime`` command line."""
+
 import sys
 
 from runtime.cli import main

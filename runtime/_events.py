@@ -40,6 +40,7 @@ __all__ = [
     "HOOKS",
     "BatchFinished",
     "BrokerEvent",
+    "DeliveryFailed",
     "DeliverySettled",
     "Hooks",
     "JobEvent",
@@ -120,6 +121,18 @@ if TYPE_CHECKING:
         exception_type: str | None
         seconds: float | None
 
+    class DeliveryFailed(NamedTuple):
+        owner: Any
+        queue: str
+        handler: str
+        message_id: str | None
+        attempt: int
+        action: str
+        exception_type: str
+        message: str
+        traceback: str
+        worker: WorkerInfo | None
+
     class BrokerEvent(NamedTuple):
         owner: Any
         queue: str
@@ -189,6 +202,14 @@ else:
         counts deliveries of the message; ``exception_type`` names the failure (None on
         success); ``seconds`` is the handler's time, None when it did not run.""",
     )
+    DeliveryFailed = _event(
+        "DeliveryFailed",
+        "owner queue handler message_id attempt action exception_type message traceback worker",
+        """A consumer's handler failed on a delivery (``attempt`` of the message), and the
+        consumer decided ``action``: ``"retry"`` (a delayed copy) or ``"dead_letter"``.
+        ``handler`` is its reference; ``exception_type``, ``message`` and the worker-side
+        ``traceback`` describe the failure; ``worker`` is a :class:`runtime.WorkerInfo`.""",
+    )
     BrokerEvent = _event(
         "BrokerEvent",
         "owner queue url error",
@@ -216,7 +237,8 @@ class Observer:
       the inbox reader that completed it (an unsendable job fails on the caller's thread);
     * ``task_finished(TaskEvent)``, ``task_failed(TaskFailure)``: the pool's supervisor
       thread, after it decided what to do (``event.decision``);
-    * ``delivery_settled(DeliverySettled)``, ``broker_connected(BrokerEvent)``,
+    * ``delivery_failed(DeliveryFailed)``, ``delivery_settled(DeliverySettled)``,
+      ``broker_connected(BrokerEvent)``,
       ``broker_disconnected(BrokerEvent)``: the consumer's broker I/O thread.
 
     A hook that raises is logged (logger ``runtime``) and ignored.
@@ -260,6 +282,9 @@ class Observer:
 
     def task_failed(self, event: TaskFailure) -> None:
         """A pool task failed; ``event.decision`` is what the pool does next."""
+
+    def delivery_failed(self, event: DeliveryFailed) -> None:
+        """A consumer's handler failed; ``event.action`` is what happens to the message."""
 
     def delivery_settled(self, event: DeliverySettled) -> None:
         """A consumer settled a delivery."""
@@ -357,6 +382,7 @@ class Hooks:
         batch_finished: _Dispatch
         task_finished: _Dispatch
         task_failed: _Dispatch
+        delivery_failed: _Dispatch
         delivery_settled: _Dispatch
         broker_connected: _Dispatch
         broker_disconnected: _Dispatch

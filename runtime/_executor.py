@@ -94,7 +94,7 @@ if TYPE_CHECKING:
         """What the executor needs of a job's future: ``concurrent.futures.Future``'s protocol.
 
         ``submit`` returns a real Future; the async front awaits single jobs through a leaner
-        ``runtime.aio``'s ``Call``.
+        ``runtime.aio._reader.Call``.
         """
 
         _state: str

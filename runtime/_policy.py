@@ -1,4 +1,12 @@
-"""Restart policy, backoff, and how many workers a pool gets."""
+"""Restart policy, backoff, the pool's restart decision, and how many workers a pool gets.
+
+The decision after a task failed is a value: :func:`decide` is a pure function of what
+the pool knows (the failures within the window, whether it is stopping, whether the
+failed task's worker can host another run, a lifecycle limit it passed, the slot's budget
+of fresh workers), and returns a :class:`Decision` that the pool acts on and hands to
+observers, so that no reader (metrics, failure reports) has to re-derive what the pool
+did from its state.
+"""
 
 from __future__ import annotations
 

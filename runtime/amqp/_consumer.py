@@ -210,7 +210,7 @@ class Consumer:
         self._last_stats = (time.monotonic(), 0)
         self._ops = ConsumerOps(self, on_failure, metrics)
         retries = Retries(
-            self.topology, max_attempts, self._handler_ref, self._counts, self._ops.report_failure
+            self.topology, max_attempts, self._handler_ref, self._counts, self._hooks, self
         )
         self._settlement = Settlement(self, queue, retries, self._counts, self._hooks)
         self._session = Session(

@@ -7,9 +7,8 @@ duration histogram is this object's own, fed by ``delivery_settled`` events (the
 duration is measured in the worker and rides back on the handler's result). The broker
 I/O thread's heartbeat is the consumer's, handed over in ``attach``.
 
-One door is not an event: :meth:`ConsumerOps.report_failure`, called by the consumer's
-retry policy for each failed attempt. A ``runtime.Failure`` carries the worker-side
-traceback and the worker, which ``DeliverySettled`` does not.
+Failure reports come from ``delivery_failed`` events: one per failed attempt, with the
+worker-side traceback, the worker and what the consumer decided (retry or dead-letter).
 """
 
 from __future__ import annotations
@@ -17,14 +16,12 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from ..ops._failure import exception_name
 from ..ops._failure_record import Failure
 from ..ops._registry import Histogram, ObservingOps, Sample
 
 if TYPE_CHECKING:
-    from .._events import DeliverySettled
+    from .._events import DeliveryFailed, DeliverySettled
     from ._consumer import ConsumerStatistics
-    from ._message import HandlerFailure, Message
 
 __all__ = ["ConsumerOps"]
 
@@ -63,37 +60,33 @@ class ConsumerOps(ObservingOps):
         self.queue: str = consumer.queue
         self.duration = Histogram()
 
-    def wants_events(self) -> bool:
-        # Only the histogram comes from events; failure reports come through report_failure.
-        return self.metrics
-
     # -------------------------------------------------------------- events (broker I/O thread)
     def delivery_settled(self, event: DeliverySettled) -> None:
+        if not self.metrics:
+            return
         seconds = event.seconds
         if seconds is not None:
             with self._lock:
                 self.duration.observe(seconds)
 
-    def report_failure(
-        self, message: Message, failure: HandlerFailure, action: str, handler: str
-    ) -> None:
+    def delivery_failed(self, event: DeliveryFailed) -> None:
         """One failed attempt, and what happens next (``retry`` or ``dead_letter``)."""
         if self.reports.hook is None:
             return
         self.reports.report(
             Failure(
                 source="consumer",
-                task=handler,
-                exception_type=exception_name(failure.type),
-                message=failure.message,
-                traceback=failure.traceback,
-                attempt=message.attempt,
-                action=action,
+                task=event.handler,
+                exception_type=event.exception_type,
+                message=event.message,
+                traceback=event.traceback,
+                attempt=event.attempt,
+                action=event.action,
                 time=time.time(),
-                worker=failure.worker,
-                queue=self.queue,
-                message_id=message.message_id,
-                delivery_attempt=message.attempt,
+                worker=event.worker,
+                queue=event.queue,
+                message_id=event.message_id,
+                delivery_attempt=event.attempt,
             )
         )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from .._events import DeliveryFailed
 from ._message import (
     ATTEMPT_HEADER,
     FAILED_QUEUE_HEADER,
@@ -28,8 +29,8 @@ from ._message import (
 
 if TYPE_CHECKING:
     import collections
-    from collections.abc import Callable
 
+    from .._events import Hooks
     from ._confirms import Confirms
     from ._message import HandlerFailure, Message
     from ._topology import Topology
@@ -48,8 +49,8 @@ class Retries:
     """The retry / dead-letter decision for one consumer queue (broker I/O thread only).
 
     ``counts`` is the consumer's counter (``failed``, ``retried``, ``dead_lettered`` are
-    counted here); ``report(message, failure, action, handler)`` hands each failed
-    attempt to the consumer's ``on_failure`` reports.
+    counted here); observers (``hooks``) hear each failed attempt as ``delivery_failed``,
+    with the decision (``runtime.ops`` turns it into the ``on_failure`` report).
     """
 
     def __init__(
@@ -58,13 +59,15 @@ class Retries:
         max_attempts: int,
         handler: str,
         counts: collections.Counter[str],
-        report: Callable[[Message, HandlerFailure, str, str], None],
+        hooks: Hooks,
+        owner: Any,
     ) -> None:
         self.topology = topology
         self.max_attempts = max_attempts
         self._handler = handler
         self._counts = counts
-        self._report = report
+        self._hooks = hooks
+        self._owner = owner
 
     def headers(self, message: Message, failure: HandlerFailure) -> dict[str, Any]:
         """The copy's headers: the original's, the error, and where it came from."""
@@ -119,5 +122,20 @@ class Retries:
         seq = confirms.publish(
             exchange, routing_key, message.body, pika.BasicProperties(headers=headers, **props)
         )
-        self._report(message, failure, action, self._handler)
+        if self._hooks.delivery_failed:
+            name = failure.type
+            self._hooks.delivery_failed(
+                DeliveryFailed(
+                    owner=self._owner,
+                    queue=queue,
+                    handler=self._handler,
+                    message_id=message.message_id,
+                    attempt=message.attempt,
+                    action=action,
+                    exception_type=name[9:] if name.startswith("builtins.") else name,
+                    message=failure.message,
+                    traceback=failure.traceback,
+                    worker=failure.worker,
+                )
+            )
         return seq, action

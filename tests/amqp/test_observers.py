@@ -30,6 +30,7 @@ class Recording(Observer):
 
     def __init__(self) -> None:
         self.settled: list[Any] = []
+        self.failed: list[Any] = []
         self.connected: list[Any] = []
         self.disconnected: list[Any] = []
         self.threads: set[str] = set()
@@ -37,6 +38,10 @@ class Recording(Observer):
     def delivery_settled(self, event: Any) -> None:
         self.threads.add(threading.current_thread().name)
         self.settled.append(event)
+
+    def delivery_failed(self, event: Any) -> None:
+        self.threads.add(threading.current_thread().name)
+        self.failed.append(event)
 
     def broker_connected(self, event: Any) -> None:
         self.threads.add(threading.current_thread().name)
@@ -56,7 +61,7 @@ class Raising(Observer):
         Raising.calls += 1
         raise RuntimeError(f"observer failure on {type(event).__name__}")
 
-    delivery_settled = broker_connected = broker_disconnected = _boom
+    delivery_settled = delivery_failed = broker_connected = broker_disconnected = _boom
 
 
 def _consumer(handler: str, queue: str, **kwargs: Any) -> Consumer:
@@ -139,6 +144,15 @@ def test_failing_handler_settles_as_retry_then_dead_letter(
         assert event.exception_type == "ValueError"
         assert isinstance(event.seconds, float)
     assert len(seen.connected) == 1
+    # One delivery_failed per failed attempt, carrying what the consumer decided and why.
+    failed = sorted((e.attempt, e.action) for e in seen.failed)
+    assert failed == outcomes
+    for event in seen.failed:
+        assert event.exception_type == "ValueError"
+        assert event.handler == f"{H}:fail_always"
+        assert "fail_always" in event.traceback
+        assert event.worker.backend == "thread"
+        assert event.queue == queue
 
 
 @pytest.mark.timeout(60)
