@@ -16,6 +16,11 @@ comes back as :class:`runtime.TaskFailed`.
 The worker-side traceback (text) hangs at the root of the rebuilt chain as a
 :class:`RemoteTraceback`, so a printed traceback shows the worker's frames first,
 then the caller's.
+
+Parts are pickled the way the worker's results travel back (``runtime._pickling``'s
+mode, which the worker keeps in ``runtime._context``). This module imports nothing of
+ours but that leaf (and the errors, on a failure): ``runtime._wire`` imports it on
+first use, for its ``encode_exception``/``decode_exception``.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from ._pickling import worker_dumps
+from ._context import results_pickler
 
 __all__ = ["ExcPayload", "RemoteTraceback", "decode_exception", "encode_exception"]
 
@@ -48,9 +53,17 @@ class RemoteTraceback(Exception):
         return f'\n"""\n{self.tb.rstrip()}\n"""'
 
 
+def _dumps(obj: Any) -> bytes:
+    """Pickle ``obj`` as the calling worker thread sends its results (plain pickle elsewhere)."""
+    pickler = results_pickler()
+    if pickler is None:
+        return pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)  # runtime._wire.PROTOCOL
+    return pickler(obj)
+
+
 def _try_dumps(obj: Any) -> bytes | None:
     try:
-        return worker_dumps(obj)
+        return _dumps(obj)
     except Exception:
         return None
 
@@ -80,7 +93,7 @@ def _state(exc: BaseException) -> tuple[bytes, list[str]]:
             dropped.append(key)
         else:
             kept[key] = value
-    return worker_dumps(kept), dropped
+    return _dumps(kept), dropped
 
 
 def _parts(exc: BaseException, seen: set[int], depth: int) -> tuple[Any, ...] | None:

@@ -8,13 +8,16 @@ has room, which keeps submit → worker to one syscall.
 Incoming messages reach the hub two ways:
 
 * a :class:`Connection` added with :meth:`Hub.add` (the Pool's workers) is read here;
-* an :class:`~runtime._inbox.Inbox` (the Executor's workers) is watched as one fd —
-  a nested epoll — armed one-shot. Whoever holds the inbox's reader role reads it: a
-  caller blocked in ``result()``, an event loop, or, when nobody else does, this
-  thread. A caller taking the role disarms the hub's watch without waking it, so a
-  completion costs one wake-up (worker → caller) instead of two (worker → hub →
-  caller), and the hub remains the reader of last resort: whenever the role is
-  released the watch is re-armed, and data left unread wakes the hub.
+* an fd handed to :meth:`Hub.watch` has its callback run here when it is readable. The
+  Executor's workers come that way: their pipes sit in one nested epoll (the executor's
+  inbox, ``runtime._inbox``), watched one-shot. Whoever holds the inbox's reader role
+  reads it: a caller blocked in ``result()``, an event loop, or, when nobody else does,
+  this thread. A caller taking the role disarms the hub's watch (:meth:`Hub.switches`)
+  without waking it, so a completion costs one wake-up (worker → caller) instead of two
+  (worker → hub → caller), and the hub remains the reader of last resort: whenever the
+  role is released the watch is re-armed, and data left unread wakes the hub. The hub
+  knows nothing of inboxes: a watch is an fd, a callback and, at the hub's end, a
+  closing callback.
 
 Timers (:meth:`Hub.call_later`: boot deadlines, worker age limits, retry back-off) run
 on this same thread: the poll's timeout is the nearest deadline. An executor starts no
@@ -41,17 +44,15 @@ try:  # the C functions: heapq.py costs a new executor 0.2-0.4 ms to import
 except ImportError:  # pragma: no cover - a build without the C module
     from heapq import heappop, heappush
 
+from ._heartbeat import Heartbeat
 from ._wire import HEADER, MARSHAL, RESULTS, RESULTS_HEAD, unpack
 from ._wire import _pickle as pickle_pair  # (dumps, loads), imported on first use
-from .ops._heartbeat import Heartbeat
 
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any
-
-    from ._inbox import Inbox
 
 log = logging.getLogger("runtime")
 
@@ -62,14 +63,14 @@ __all__ = ["Connection", "Hub", "Timer"]
 READ_SIZE = 1 << 16
 #: The most one read takes (a worker's pipe buffer is raised to 1 MiB).
 READ_MAX = 1 << 20
-#: A nested epoll and one-shot arming make the inbox's reader role possible; without
-#: epoll (not Linux) every message is read by the hub thread.
+#: A nested epoll and one-shot arming (:meth:`Hub.watch`) make the inbox's reader role
+#: possible; without epoll (not Linux) every message is read by the hub thread.
 NESTABLE = hasattr(select, "epoll")
 _IN = select.POLLIN
 _OUT = select.POLLOUT
 _INVALID = 0 if NESTABLE else select.POLLNVAL
 
-_WAKE, _READ, _WRITE, _INBOX, _TIMER = range(5)
+_WAKE, _READ, _WRITE, _WATCH = range(4)
 _NOTHING: tuple[int, Any] = (-1, None)
 
 
@@ -286,7 +287,7 @@ class Timer:
 
 
 class Hub:
-    """One daemon thread multiplexing write flushes, the Pool's connections, inboxes and timers."""
+    """One daemon thread multiplexing write flushes, the Pool's connections, watched fds and timers."""
 
     def __init__(self, name: str = "runtime-hub") -> None:
         self._poller: Any = select.epoll() if NESTABLE else select.poll()
@@ -301,7 +302,7 @@ class Hub:
         self._closed = False  # the loop has ended: nothing registers any more
         self._todo_lock = threading.Lock()
         self.heartbeat = Heartbeat("hub")  # for /healthz: parked in select, or busy since
-        self._inboxes: list[Inbox] = []
+        self._on_close: list[Callable[[], object]] = []  # the watches' closing callbacks
         # (deadline, sequence, timer): a heap the loop's poll timeout is computed from.
         self._timers: list[tuple[float, int, Timer]] = []
         self._timer_seq = itertools.count()
@@ -376,28 +377,42 @@ class Hub:
         self._todo.append(("write", conn))
         self._wake()
 
-    # ------------------------------------------------------------------ inboxes
-    def attach(self, inbox: Inbox) -> None:
-        """Watch ``inbox`` (armed). Called once, before any of its workers exists."""
+    # ------------------------------------------------------------------ watches
+    def watch(
+        self,
+        fd: int,
+        callback: Callable[[], object],
+        *,
+        oneshot: bool = False,
+        on_close: Callable[[], object] | None = None,
+    ) -> None:
+        """Run ``callback()`` on the hub thread whenever ``fd`` is readable (from any thread).
+
+        ``oneshot`` (epoll only, see :data:`NESTABLE`): the watch fires once, then stays
+        disarmed until :meth:`switches` re-arms it; it starts armed. An fd that is itself
+        an epoll makes a nested watch over many fds at once. The callback must consume
+        what made ``fd`` readable, or disarm a one-shot watch; one that raises is logged.
+        ``on_close`` runs on the hub thread when the hub ends, after its connections were
+        dropped (the owner then closes ``fd``). The fd stays watched until then.
+        """
+        if oneshot and not NESTABLE:
+            raise ValueError("one-shot watches need epoll")
         with self._todo_lock:
             if self._closed or self._closing:
                 raise RuntimeError("the runtime I/O hub is closed")
-            fd = inbox.fileno()
-            self._handlers[fd] = (_INBOX, inbox)
-            self._inboxes.append(inbox)
-            self._poller.register(fd, _IN | select.EPOLLONESHOT)
-            if inbox.timer_fd is not None:
-                self._handlers[inbox.timer_fd] = (_TIMER, inbox)
-                self._poller.register(inbox.timer_fd, _IN)
+            self._handlers[fd] = (_WATCH, callback)
+            if on_close is not None:
+                self._on_close.append(on_close)
+            self._poller.register(fd, (_IN | select.EPOLLONESHOT) if oneshot else _IN)
 
-    def switches(self, inbox: Inbox) -> tuple[Callable[[], None], Callable[[], None]]:
-        """``(arm, disarm)`` for ``inbox``: let the hub read it when it becomes readable, or not.
+    def switches(self, fd: int) -> tuple[Callable[[], None], Callable[[], None]]:
+        """``(arm, disarm)`` for the one-shot watch of ``fd``: have it fire when ``fd`` becomes
+        readable (once), or not.
 
         Callable from any thread, without waking the hub (one ``epoll_ctl`` each; C-level
         partials, as they run on every call's path). They raise OSError or ValueError once
         the hub has closed its poller.
         """
-        fd = inbox.fileno()
         modify = self._poller.modify
         return (
             functools.partial(modify, fd, _IN | select.EPOLLONESHOT),
@@ -471,10 +486,11 @@ class Hub:
                     if kind == _READ:
                         self._drop(obj, notify=True)
                     continue
-                if kind == _INBOX:
-                    obj.serve_from_hub()
-                elif kind == _TIMER:
-                    obj.timer_fired()
+                if kind == _WATCH:
+                    try:
+                        obj()
+                    except Exception:
+                        log.exception("runtime: error in a callback on the I/O thread")
                 elif kind == _READ:
                     if obj.closed:
                         continue
@@ -505,8 +521,11 @@ class Hub:
         for kind, obj in list(handlers.values()):
             if kind == _READ:
                 self._drop(obj, notify=True)
-        for inbox in self._inboxes:
-            inbox.close()
+        for on_close in self._on_close:
+            try:
+                on_close()
+            except Exception:
+                log.exception("runtime: error while closing a watch of the I/O thread")
         if isinstance(poller, select.epoll):
             poller.close()
         os.close(self._wake_r)

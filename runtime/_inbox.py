@@ -117,8 +117,13 @@ class Inbox:
             self._ep.register(self._poke_r, select.EPOLLIN)
             if _RESERVABLE:
                 self.timer_fd = _new_timer()
-            hub.attach(self)
-            self._arm, self._disarm = hub.switches(self)
+            # The hub reads the inbox when nobody else does (one-shot: see the module's
+            # docstring), breaks stale reservations (their timer) and closes the inbox at
+            # its end. Before any worker exists, so nothing is readable yet.
+            hub.watch(self.fileno(), self.serve_from_hub, oneshot=True, on_close=self.close)
+            if self.timer_fd is not None:
+                hub.watch(self.timer_fd, self.timer_fired)
+            self._arm, self._disarm = hub.switches(self.fileno())
 
     def fileno(self) -> int:
         """The nested epoll: readable while a worker's pipe (or the poke pipe) has data."""

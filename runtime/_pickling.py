@@ -32,8 +32,8 @@ first time such a payload arrives. ``import runtime`` never imports it.
 from __future__ import annotations
 
 import sys
-from _thread import _local as _thread_local
 
+from ._context import results_pickler, set_results_pickler
 from ._wire import PROTOCOL, named_in
 
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
@@ -46,8 +46,6 @@ __all__ = ["LOCAL", "PROTOCOL", "VALUE", "dumps", "interactive_main", "mode_for"
 
 VALUE = "value"
 LOCAL = "local"
-
-_local = _thread_local()  # _thread's: a worker need not import threading for it
 
 
 def interactive_main() -> bool:
@@ -169,13 +167,24 @@ def dumps(obj: Any, mode: str | None) -> bytes:
 
 
 def set_worker_mode(mode: str | None) -> None:
-    """Inside a worker: how to pickle what goes back to the caller (results, exceptions)."""
-    _local.mode = mode
+    """Inside a worker: how to pickle what goes back to the caller (results, exceptions).
+
+    Kept with the worker's state (``runtime._context``), where the exception codec finds it.
+    """
+    if mode is None:
+        set_results_pickler(None)
+        return
+
+    def pickler(obj: Any) -> bytes:
+        return dumps(obj, mode)
+
+    set_results_pickler(pickler)
 
 
 def worker_dumps(obj: Any) -> bytes:
     """Pickle ``obj`` in the mode of the calling worker thread (plain pickle outside workers)."""
-    return dumps(obj, getattr(_local, "mode", None))
+    pickler = results_pickler()
+    return dumps(obj, None) if pickler is None else pickler(obj)
 
 
 def culprit(fn: Any, mode: str | None) -> str:

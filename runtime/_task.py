@@ -1,4 +1,8 @@
-"""Tasks, what a worker knows about itself, and ``"pkg.mod:Name"`` references."""
+"""Tasks, what a worker knows about itself, and ``"pkg.mod:Name"`` references.
+
+:class:`WorkerInfo` is defined in ``runtime._context`` (with the rest of a worker's state,
+which imports nothing of ours) and is public from here and as ``runtime.WorkerInfo``.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import importlib
 import os
 import sys
 
+from ._context import WorkerInfo, stop_requested
 from ._errors import ConfigurationError, ReferenceNotFound
 
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
@@ -14,55 +19,6 @@ if TYPE_CHECKING:
     from typing import Any
 
 __all__ = ["Task", "TaskSpec", "WorkerInfo", "reference_of", "resolve_reference"]
-
-
-class WorkerInfo:
-    """Who is running a task: handed to the task as ``self.worker`` (immutable).
-
-    Plain slots rather than a dataclass: this module is imported by every fresh
-    worker, and ``dataclasses`` drags ``inspect`` along.
-    """
-
-    __slots__ = ("attempt", "backend", "id", "kind", "pid", "slot")
-    _fields = ("id", "backend", "attempt", "slot", "kind", "pid")
-
-    id: int
-    backend: str
-    attempt: int
-    slot: int | None
-    kind: str | None
-    pid: int
-
-    def __init__(
-        self,
-        id: int,
-        backend: str,
-        attempt: int = 1,
-        slot: int | None = None,
-        kind: str | None = None,
-        pid: int | None = None,
-    ) -> None:
-        values = (id, backend, attempt, slot, kind, pid or os.getpid())
-        for name, value in zip(self._fields, values, strict=True):
-            object.__setattr__(self, name, value)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("WorkerInfo is immutable")
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, WorkerInfo):
-            return NotImplemented
-        return all(getattr(self, f) == getattr(other, f) for f in self._fields)
-
-    def __hash__(self) -> int:
-        return hash(tuple(getattr(self, f) for f in self._fields))
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{f}={getattr(self, f)!r}" for f in self._fields)
-        return f"WorkerInfo({inner})"
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (WorkerInfo, tuple(getattr(self, f) for f in self._fields))
 
 
 class Task:
@@ -102,8 +58,6 @@ class Task:
 
         Returns True if a stop was requested. Use it instead of ``time.sleep`` in loops.
         """
-        from ._worker import stop_requested
-
         return stop_requested(timeout)
 
 

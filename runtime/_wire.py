@@ -27,7 +27,9 @@ across own-GIL subinterpreters, so everything is pickled there.
 
 This module is imported by every fresh worker before anything else, so it imports
 only C modules (``_struct``, ``_functools``; ``_pickle`` on first use): each Python
-module pulled in here is paid once per worker in start-up time and memory.
+module pulled in here is paid once per worker in start-up time and memory. Of ours it
+imports only ``_exc_transfer`` (on first use, and that one only the leaf ``_context``):
+``_pickling``, the hub, the worker loop and the backends build on it, never the reverse.
 """
 
 from __future__ import annotations
@@ -388,8 +390,10 @@ def recv_message(fd: int) -> Any:
     return decode(body)
 
 
-# Exceptions: _exc_transfer (and the pickling modes it needs) loads on first use, not in
-# every fresh worker at boot.
+# Exceptions: _exc_transfer loads on first use, not in every fresh worker at boot. It sits
+# below this module (it imports only runtime._context, the worker's state, where it finds
+# the pickler results travel back with), so nothing of ours that this module imports comes
+# back to it.
 ExcPayload = tuple[bytes | None, str, str, str]
 
 

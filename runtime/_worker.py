@@ -7,8 +7,10 @@ watches a third pipe that becomes readable when the pool asks tasks to stop.
 Nothing here polls: every wait is a blocking read or ``select`` on an fd.
 
 A fresh worker imports this module before anything else, so its imports are kept to
-C modules and ``runtime._wire``: every Python module loaded at boot costs each worker
-start-up time and memory. Not even pickle: plain messages and calls come as marshal,
+C modules, ``runtime._wire`` and ``runtime._context`` (the worker's state, which
+:func:`current_worker`, :func:`current_context` and :func:`stop_requested` read; they
+are defined there and public from here): every Python module loaded at boot costs each
+worker start-up time and memory. Not even pickle: plain messages and calls come as marshal,
 and the first payload that needs pickle imports it (``runtime._wire``). What only some
 workers need (bootstrap, main fix-up, tracebacks) is imported where it is used.
 """
@@ -17,9 +19,15 @@ from __future__ import annotations
 
 import os
 import sys
-from _struct import iter_unpack
-from _thread import _local as _ThreadLocal
 
+from ._context import (
+    WorkerInfo,
+    WorkerState,
+    current_context,
+    current_worker,
+    set_state,
+    stop_requested,
+)
 from ._wire import (
     CALLS,
     ExcPayload,
@@ -44,81 +52,9 @@ else:
 
 __all__ = ["current_context", "current_worker", "importing_main", "serve", "stop_requested"]
 
-_local = _ThreadLocal()
 _importing_main = False
 
 SUBINTERPRETER_REFUSAL = "does not support loading in subinterpreters"
-
-
-class _WorkerState:
-    def __init__(self, info: dict[str, Any], stop_fd: int) -> None:
-        self.info = info
-        self.stop_fd = stop_fd
-        self.context: Any = None
-        # Stop requests arrive as 8-byte records: 0 = stop for good (pool), k = stop batch k.
-        self.stop_all = False
-        self.stop_batches: set[int] = set()
-        self.batch = 0
-
-    def poll_stop(self) -> bool:
-        try:
-            data = os.read(self.stop_fd, 4096)
-        except (BlockingIOError, OSError):
-            data = b""
-        else:
-            if not data:
-                # End of file: the main side is gone (killed, crashed). Nobody will ever
-                # send a stop request again, so treat it as one; a task that loops on
-                # `stopping` ends instead of spinning as an orphan.
-                self.stop_all = True
-        for (target,) in iter_unpack("!Q", data[: len(data) // 8 * 8]):
-            if target == 0:
-                self.stop_all = True
-            else:
-                self.stop_batches.add(target)
-        return self.stop_all or self.batch in self.stop_batches
-
-
-def current_context() -> Any:
-    """What the bootstrap returned in the calling worker (None outside workers or without bootstrap)."""
-    state: _WorkerState | None = getattr(_local, "state", None)
-    return None if state is None else state.context
-
-
-def current_worker() -> Any:
-    """The :class:`~runtime.WorkerInfo` of the calling worker, or None in the main program."""
-    state: _WorkerState | None = getattr(_local, "state", None)
-    if state is None:
-        return None
-    from ._task import WorkerInfo
-
-    return WorkerInfo(**state.info)
-
-
-def stop_requested(timeout: float | None = 0) -> bool:
-    """True once the pool, or the executor for the running job, asked to stop.
-
-    Waits up to ``timeout`` seconds (``None``: until asked) without polling: the
-    wait is a ``select`` on the worker's stop pipe. Always False outside workers.
-    """
-    import select
-    import time
-
-    state: _WorkerState | None = getattr(_local, "state", None)
-    if state is None:
-        if timeout:
-            time.sleep(timeout)
-        return False
-    if state.poll_stop():
-        return True
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while deadline is None or time.monotonic() < deadline:
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        if not select.select([state.stop_fd], [], [], remaining)[0]:
-            return False
-        if state.poll_stop():
-            return True
-    return False
 
 
 def importing_main() -> bool:
@@ -208,12 +144,7 @@ def _run_bootstrap(bootstrap: Any, info: dict[str, Any]) -> tuple[Any, Callable[
         takes_worker = len(inspect.signature(fn).parameters) >= 1
     except (TypeError, ValueError):
         takes_worker = False
-    if takes_worker:
-        from ._task import WorkerInfo
-
-        result = fn(WorkerInfo(**info))
-    else:
-        result = fn()
+    result = fn(WorkerInfo(**info)) if takes_worker else fn()
     if inspect.isgenerator(result):
         gen = result
         context = next(gen)
@@ -242,8 +173,7 @@ def _gil_report(before: set[str]) -> dict[str, Any]:
     return {"gil_enabled": bool(is_enabled()), "new_extensions": new}
 
 
-def _run_task(state: _WorkerState, blob: bytes, info: dict[str, Any]) -> tuple[Any, ...]:
-    from ._task import WorkerInfo
+def _run_task(state: WorkerState, blob: bytes, info: dict[str, Any]) -> tuple[Any, ...]:
     from ._wire import loads
 
     try:
@@ -292,7 +222,7 @@ def _run_calls(
     return results_frame(batch_id, data, tag)
 
 
-def _check_memory(meter: Any, state: _WorkerState, outbox: int) -> None:
+def _check_memory(meter: Any, state: WorkerState, outbox: int) -> None:
     measured = meter.check(state.context)
     if measured is not None:
         send_message(outbox, ("over_memory", measured))
@@ -344,8 +274,8 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
 
         set_worker_mode(mode)
         results_dumps = worker_dumps
-    state = _WorkerState(info, stop_fd)
-    _local.state = state
+    state = WorkerState(info, stop_fd)
+    set_state(state)
     backend = info["backend"]
     before = set(sys.modules)
     try:
@@ -391,7 +321,7 @@ def serve(inbox: int, outbox: int, stop_fd: int) -> None:
         try:
             finalize()
         finally:
-            _local.state = None
+            set_state(None)
             if mode is not None:
                 set_worker_mode(None)
 

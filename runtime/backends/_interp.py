@@ -15,7 +15,7 @@ from .._early import (
     run_in_interpreter,
     worker_prelude,
 )
-from . import WorkerHandle
+from ._handle import WorkerHandle
 
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
 TYPE_CHECKING = False

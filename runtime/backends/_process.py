@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 
-from . import WorkerHandle
+from ._handle import WorkerHandle
 
 
 class ProcessWorker(WorkerHandle):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import threading
 
 from .._early import block_signals_in_this_thread
-from . import WorkerHandle
+from ._handle import WorkerHandle
 
 
 class ThreadWorker(WorkerHandle):
