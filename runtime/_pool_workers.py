@@ -75,8 +75,7 @@ class PoolWorkers:
             hub=hub,
             info=self._info,
             bootstrap=bootstrap,
-            boot_timeout=limits.boot_timeout,
-            memory_limit=limits.max_worker_memory,
+            limits=limits,
             on_message=lambda w, m: events.put(("msg", w, m)),
             on_closed=lambda w: events.put(("closed", w)),
             post=lambda call: events.put(("call", call)),
@@ -236,9 +235,7 @@ class PoolWorkers:
                 self._bootstrap_name,
                 timeout,
             )
-            slot.standby = None
-            slot.recycling = False
-            self._standby_failed(slot)
+            self._lose_standby(slot)
             return
         if member is not slot.worker:
             return
@@ -319,9 +316,7 @@ class PoolWorkers:
                 slot.id,
                 handle.describe_exit(),
             )
-            slot.standby = None
-            slot.recycling = False
-            self._standby_failed(slot)
+            self._lose_standby(slot)
             return
         if member is not slot.worker:
             return
@@ -382,6 +377,12 @@ class PoolWorkers:
         except Exception as exc:
             log.error("runtime: could not start a successor worker: %s", exc)
             self._standby_failed(slot)
+
+    def _lose_standby(self, slot: Slot) -> None:
+        """The successor is gone before it took over: try again later."""
+        slot.standby = None
+        slot.recycling = False
+        self._standby_failed(slot)
 
     def _standby_failed(self, slot: Slot) -> None:
         """The successor could not take over: try again after another ``max_worker_age``."""

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
     from ._early import EarlyInterpreter
     from ._hub import Hub, Timer
+    from ._lifecycle import Limits
     from .backends import WorkerHandle
 
     class Owner(Protocol):
@@ -151,8 +152,7 @@ class WorkerSet:
         hub: Hub,
         info: Callable[[Member], dict[str, Any]],
         bootstrap: Any,
-        boot_timeout: float | None,
-        memory_limit: int | None,
+        limits: Limits,
         on_message: Callable[[WorkerHandle, tuple[Any, ...]], None],
         on_closed: Callable[[WorkerHandle], None],
         lock: Any = None,
@@ -165,8 +165,8 @@ class WorkerSet:
         self.hub = hub
         self._info = info
         self._bootstrap = bootstrap
-        self.boot_timeout = boot_timeout
-        self._memory_limit = memory_limit
+        self.boot_timeout = limits.boot_timeout
+        self._memory_limit = limits.max_worker_memory
         self._on_message = on_message
         self._on_closed = on_closed
         self._lock = lock

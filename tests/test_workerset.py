@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from runtime._hub import Hub
+from runtime._lifecycle import Limits
 from runtime._workerset import Member, State, WorkerSet
 
 pytestmark = pytest.mark.timeout(60)
@@ -77,8 +78,7 @@ class Harness:
                 "pid": 0,
             },
             bootstrap=pack_bootstrap(bootstrap, backend),
-            boot_timeout=boot_timeout,
-            memory_limit=None,
+            limits=Limits(boot_timeout=boot_timeout),
             on_message=self._message,
             on_closed=self._closed,
             lock=self.owner.lock,
@@ -254,8 +254,7 @@ def test_timers_run_under_the_owner_lock_or_are_posted(harness, backend):
             hub=hub,
             info=lambda m: {},
             bootstrap=None,
-            boot_timeout=None,
-            memory_limit=None,
+            limits=Limits(boot_timeout=None),
             on_message=lambda w, m: None,
             on_closed=lambda w: None,
             post=posted.append,
