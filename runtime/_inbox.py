@@ -3,7 +3,7 @@
 Every worker of an executor writes its results to its own pipe; the pipes' read ends
 sit in one nested epoll, the *inbox*. Exactly one thread at a time holds the inbox's
 *reader role* and reads it: a caller blocked in ``Future.result()``, an event loop
-that awaits results (``runtime._loop_reader``), or the hub thread when nobody else
+that awaits results (``runtime.aio._reader``), or the hub thread when nobody else
 does. A caller that reads its own completion is woken once, by the worker's write,
 instead of by a hub thread that was woken first — the round trip wakes two threads,
 not three, and the main interpreter spends no GIL hand-off on it.

@@ -214,6 +214,13 @@ class WorkerHandle:
     def describe_exit(self) -> str:
         return self.exit_detail or f"{self.backend} worker {self.id} ended"
 
+    @property
+    def native_thread_id(self) -> int | None:
+        """The OS id of the thread that runs this worker in this process (None: a child
+        process, or not started). For CPU accounting (``runtime.bench``)."""
+        thread = getattr(self, "_thread", None)
+        return None if thread is None else thread.native_id
+
     def __repr__(self) -> str:
         return f"<{type(self).__name__} id={self.id} pid={self.pid}>"
 

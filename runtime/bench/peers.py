@@ -112,9 +112,11 @@ class ExecutorSession(Session):
     def worker_tids(self) -> set[int]:
         threads = getattr(self.executor, "_threads", None)  # Thread/InterpreterPoolExecutor
         if threads is None:  # runtime.Executor: each thread or subinterpreter worker's thread
-            handles = getattr(self.executor, "_spawned", ())
-            threads = [getattr(h, "_thread", None) for h in handles]
-        return {t.native_id for t in threads if t is not None and t.native_id is not None}
+            from ..backends import live_workers  # the only runtime workers of this process
+
+            ids = {h.native_thread_id for h in live_workers()}
+            return {i for i in ids if i is not None}
+        return {t.native_id for t in threads if t.native_id is not None}
 
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
