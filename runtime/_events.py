@@ -300,13 +300,6 @@ class Observer:
 HOOKS = tuple(name for name in vars(Observer) if not name.startswith("_"))
 
 
-def _call(method: Any, event: Any) -> None:
-    try:
-        method(event)
-    except Exception:
-        log.exception("runtime: observer hook %r raised; ignored", method)
-
-
 class _Dispatch(tuple):  # type: ignore[type-arg]
     """The bound methods implementing one hook; truthy only when there is one."""
 
@@ -314,7 +307,10 @@ class _Dispatch(tuple):  # type: ignore[type-arg]
 
     def __call__(self, event: Any) -> None:
         for method in self:
-            _call(method, event)
+            try:
+                method(event)
+            except Exception:
+                log.exception("runtime: observer hook %r raised; ignored", method)
 
 
 _EMPTY = _Dispatch()

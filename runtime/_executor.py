@@ -63,7 +63,7 @@ if TYPE_CHECKING:
     )
     from ._early import EarlyInterpreter
     from ._errors import ExecutorShutdown, NotTransferable, WorkerCrashed
-    from ._events import Hooks, JobEvent, JobFailed, Observer
+    from ._events import BatchFinished, Hooks, JobEvent, JobFailed, Observer
     from ._executor_workers import ExecutorWorkers, _Worker
     from ._future import Future
     from ._hub import Hub
@@ -126,7 +126,7 @@ def _load() -> None:
     global WorkerHandle, ExecutorOps, _loaded
     global ExecutorShutdown, NotTransferable, WorkerCrashed
     global MARSHAL_TAG, calls_frame, decode_exception, encode_exception, pack_calls
-    global pickle_pair, Future, Hooks, JobEvent, JobFailed, WorkerInfo
+    global pickle_pair, Future, Hooks, BatchFinished, JobEvent, JobFailed, WorkerInfo
     global State, ExecutorWorkers, map_chunk, auto_chunksize
     from ._common import (
         bootstrap_name,
@@ -136,7 +136,7 @@ def _load() -> None:
         warn_if_gil_returned,
     )
     from ._errors import ExecutorShutdown, NotTransferable, WorkerCrashed
-    from ._events import Hooks, JobEvent, JobFailed
+    from ._events import BatchFinished, Hooks, JobEvent, JobFailed
     from ._executor_workers import ExecutorWorkers
     from ._future import Future
     from ._hub import Hub
@@ -196,15 +196,6 @@ def _fail(items: list[_Item], error: BaseException) -> None:
     for item in items:
         if not item.future.done():
             item.future.set_exception(error)
-
-
-def _failures(items: list[_Item], results: list[tuple[bool, Any]]) -> int:
-    """How many jobs of a batch failed (a ``map`` chunk whose function raised counts)."""
-    failed = 0
-    for item, (ok, value) in zip(items, results, strict=True):
-        if not ok or (item.fn is map_chunk and value[1] is not None):
-            failed += 1
-    return failed
 
 
 def _user_fn(fn: Any, args: tuple[Any, ...]) -> Any:
@@ -398,7 +389,13 @@ class Executor(cf.Executor):
                 entry = self._completing[batch_id] = (handle.id, popped)
                 # Counted before any future is set: a caller woken by its result reads
                 # statistics() that include its job.
-                lost = len(popped) if results is None else _failures(popped, results)
+                lost = 0
+                if results is None:
+                    lost = len(popped)
+                else:
+                    for item, (ok, value) in zip(popped, results, strict=True):
+                        if not ok or (item.fn is map_chunk and value[1] is not None):
+                            lost += 1  # raised, or a map() chunk whose function raised
                 self._completed += len(popped) - lost
                 self._failed += lost
                 if self._pending:
@@ -441,8 +438,6 @@ class Executor(cf.Executor):
         if hooks.batch_finished:
             started = self._sent.pop(batch_id, None)
             if started is not None:
-                from ._events import BatchFinished
-
                 hooks.batch_finished(
                     BatchFinished(self, handle.id, len(items), failed, _perf_counter() - started)
                 )
