@@ -18,6 +18,7 @@ import pytest
 import runtime
 import runtime._inbox
 from runtime import _wire
+from runtime.backends import live_workers
 from tests.helpers import tasks
 from tests.helpers.wire import decoding_threads
 
@@ -184,9 +185,9 @@ def test_an_interrupted_read_fails_that_workers_jobs_instead_of_losing_them(back
         with runtime.Executor(1, backend=backend) as ex:
             ex.wait_ready(20)
             held = ex.submit(tasks.released_by, gate, "held")
-            (worker,) = ex._workers.values()
+            (handle,) = live_workers()  # this test's only worker
             # What such an interruption leaves behind (runtime._inbox: Connection.reading).
-            worker.handle.conn.reading = True
+            handle.conn.reading = True
             ex._inbox._interrupted()
             with pytest.raises(runtime.WorkerCrashed):
                 held.result(timeout=20)

@@ -10,6 +10,7 @@ import pytest
 
 import runtime
 from runtime import _early
+from runtime.backends import live_workers
 from tests.helpers import tasks
 
 pytestmark = pytest.mark.timeout(60)
@@ -81,8 +82,10 @@ def test_a_script_without_a_main_guard_gets_the_hint(backend, tmp_path):
 def test_workers_run_in_the_interpreters_created_ahead():
     with runtime.Executor(2, backend="subinterpreter") as ex:
         assert [ex.submit(tasks.square, n).result(timeout=20) for n in range(4)] == [0, 1, 4, 9]
-        threads = {w.handle._thread for w in ex._workers.values()}
-        assert all(t is not None and t.name.startswith("runtime-interp-worker-") for t in threads)
+        ids = {h.native_thread_id for h in live_workers()}
+        names = {t.name for t in threading.enumerate() if t.native_id in ids}
+        assert len(names) == 2
+        assert all(name.startswith("runtime-interp-worker-") for name in names)
     assert not _early_threads()
 
 
