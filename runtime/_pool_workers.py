@@ -362,7 +362,7 @@ class PoolWorkers:
             or slot.worker is None
             or slot.standby is not None
             or slot.retiring
-            or now - slot.age_from < age
+            or now - slot.age_from < age - 0.001  # a timer is never early; float sums may be
         ):
             return
         log.info(

@@ -247,8 +247,9 @@ class Supervisor:
             elif kind == "stop":
                 self._on_stop(event[1])
             elif kind == "deadline":
-                deadline = self._stop_deadline
-                self._deadline_passed = deadline is not None and time.monotonic() >= deadline
+                # The timer of the current stop deadline, or of a later one (a second stop
+                # only brings it forward, and the earlier timer fires first): it has passed.
+                self._deadline_passed = self._stop_deadline is not None
 
     @property
     def _workers(self) -> PoolWorkers:
