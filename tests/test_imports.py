@@ -22,11 +22,14 @@ Strings are not imports: the lazy-export tables of ``runtime/__init__.py`` and
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 from pathlib import Path
 
 PACKAGE = "runtime"
-ROOT = Path(__file__).resolve().parent.parent / PACKAGE
+# The package under test: the checkout's, or the installed wheel's (scripts/test.sh runs the
+# suite from a copy of the tree without runtime/ against the wheel).
+ROOT = Path(importlib.util.find_spec(PACKAGE).origin).resolve().parent  # type: ignore[arg-type]
 EXCLUDED = ("runtime.bench",)
 
 # Edges: importer -> {imported: [line numbers of the statements]}

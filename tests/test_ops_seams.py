@@ -32,7 +32,8 @@ from runtime.ops._registry import HistogramSnapshot, Registry
 from .helpers import tasks
 
 P = "parallel_runtime_"
-ROOT = Path(__file__).resolve().parent.parent
+# Above the package under test: the checkout, or site-packages for the installed wheel.
+ROOT = Path(runtime.__file__).resolve().parent.parent
 
 # ====================================================================== (a) the static check
 
