@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures as cf
+import functools
 import itertools
 import logging
 import threading
@@ -89,6 +90,7 @@ if TYPE_CHECKING:
     from .ops._executor_ops import ExecutorOps
 
     T = TypeVar("T")
+    _new_batch: Callable[[tuple[Any, ...]], BatchFinished]
 
     class Completion(Protocol):
         """What the executor needs of a job's future: ``concurrent.futures.Future``'s protocol.
@@ -127,7 +129,7 @@ def _load() -> None:
     global ExecutorShutdown, NotTransferable, WorkerCrashed
     global MARSHAL_TAG, calls_frame, decode_exception, encode_exception, pack_calls
     global pickle_pair, Future, Hooks, BatchFinished, JobEvent, JobFailed, WorkerInfo
-    global State, ExecutorWorkers, map_chunk, auto_chunksize
+    global State, ExecutorWorkers, map_chunk, auto_chunksize, _new_batch
     from ._common import (
         bootstrap_name,
         close_at_exit,
@@ -160,6 +162,8 @@ def _load() -> None:
     from .backends import WorkerHandle
     from .ops._executor_ops import ExecutorOps
 
+    # BatchFinished(...) without the Python frame of a named tuple's __new__: once per batch.
+    _new_batch = functools.partial(tuple.__new__, BatchFinished)
     _loaded = True
 
 
@@ -387,17 +391,10 @@ class Executor(cf.Executor):
                 if popped is None:
                     return
                 entry = self._completing[batch_id] = (handle.id, popped)
-                # Counted before any future is set: a caller woken by its result reads
-                # statistics() that include its job.
-                lost = 0
-                if results is None:
-                    lost = len(popped)
-                else:
-                    for item, (ok, value) in zip(popped, results, strict=True):
-                        if not ok or (item.fn is map_chunk and value[1] is not None):
-                            lost += 1  # raised, or a map() chunk whose function raised
-                self._completed += len(popped) - lost
-                self._failed += lost
+                # Counted before any future is set, so that a caller woken by its result
+                # reads statistics() that include its job; a failure moves its job from
+                # completed to failed just before its future is set (below).
+                self._completed += len(popped)
                 if self._pending:
                     self._dispatch()
         items = entry[1]
@@ -408,6 +405,8 @@ class Executor(cf.Executor):
                 f"the results of {len(items)} job(s) (first: {_describe(items[0].fn)}) could "
                 f"not be rebuilt in the caller: {failure}"
             )
+            self._completed -= len(items)
+            self._failed += len(items)
             _fail(items, error)
             failed = len(items)
             if hooks.job_failed:
@@ -415,32 +414,32 @@ class Executor(cf.Executor):
                 for item in items:
                     self._job_failed(_user_fn(item.fn, item.args), item.future, payload, handle)
         else:
+            finished = hooks.job_finished  # per job: only when an observer implements it
             for item, (ok, value) in zip(items, results, strict=True):
                 future = item.future
                 if future._state == "FINISHED":  # handled before an interruption
                     continue
-                if ok:
+                if ok and (item.fn is not map_chunk or value[1] is None):
                     future.set_result(value)
-                    if item.fn is not map_chunk:
-                        if hooks.job_finished:
-                            hooks.job_finished(JobEvent(self, item.fn, future, handle.id))
-                    elif value[1] is not None:
-                        failed += 1  # map(): the user's function raised inside the chunk
-                        if hooks.job_failed:
-                            self._job_failed(item.args[0], None, value[1], handle)
-                    elif hooks.job_finished:
-                        hooks.job_finished(JobEvent(self, item.args[0], future, handle.id))
+                    if finished:
+                        finished(JobEvent(self, _user_fn(item.fn, item.args), future, handle.id))
+                    continue
+                failed += 1  # it raised, or a map() chunk whose function raised
+                self._completed -= 1
+                self._failed += 1
+                if ok:
+                    future.set_result(value)  # map() raises it when its turn comes
+                    if hooks.job_failed:
+                        self._job_failed(item.args[0], None, value[1], handle)
                 else:
-                    failed += 1
                     future.set_exception(decode_exception(value))
                     if hooks.job_failed:
                         self._job_failed(_user_fn(item.fn, item.args), future, value, handle)
         if hooks.batch_finished:
             started = self._sent.pop(batch_id, None)
             if started is not None:
-                hooks.batch_finished(
-                    BatchFinished(self, handle.id, len(items), failed, _perf_counter() - started)
-                )
+                seconds = _perf_counter() - started
+                hooks.batch_finished(_new_batch((self, handle.id, len(items), failed, seconds)))
         with self._lock:
             del self._completing[batch_id]
             if self._shutdown:
