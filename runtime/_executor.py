@@ -81,6 +81,7 @@ if TYPE_CHECKING:
         calls_frame,
         decode_exception,
         encode_exception,
+        exception_name,
         pack_calls,
     )
     from ._wire import _pickle as pickle_pair
@@ -127,7 +128,8 @@ def _load() -> None:
     global Hub, Inbox, Limits, culprit, mode_for, pickle_for, pickling_hint
     global WorkerHandle, ExecutorOps, _loaded
     global ExecutorShutdown, NotTransferable, WorkerCrashed
-    global MARSHAL_TAG, calls_frame, decode_exception, encode_exception, pack_calls
+    global MARSHAL_TAG, calls_frame, decode_exception, encode_exception, exception_name
+    global pack_calls
     global pickle_pair, Future, Hooks, BatchFinished, JobEvent, JobFailed, WorkerInfo
     global State, ExecutorWorkers, map_chunk, auto_chunksize, _new_batch
     from ._common import (
@@ -154,6 +156,7 @@ def _load() -> None:
         calls_frame,
         decode_exception,
         encode_exception,
+        exception_name,
         pack_calls,
     )
     from ._wire import _pickle as pickle_pair  # (dumps, loads), imported on first use
@@ -205,12 +208,6 @@ def _fail(items: list[_Item], error: BaseException) -> None:
 def _user_fn(fn: Any, args: tuple[Any, ...]) -> Any:
     """What observers are told a job runs: the user's function for a ``map`` chunk."""
     return args[0] if fn is map_chunk else fn
-
-
-def _exc_name(payload: Any) -> str:
-    """``builtins.ValueError`` -> ``ValueError``; other names keep their module."""
-    name: str = payload[1]
-    return name[9:] if name.startswith("builtins.") else name
 
 
 class Executor(cf.Executor):
@@ -450,7 +447,7 @@ class Executor(cf.Executor):
         if handle is not None:
             worker = WorkerInfo(id=handle.id, backend=self.backend, pid=handle.pid)
         self._hooks.job_failed(
-            JobFailed(self, fn, future, worker, _exc_name(payload), payload[2], payload[3])
+            JobFailed(self, fn, future, worker, exception_name(payload[1]), payload[2], payload[3])
         )
 
     def _on_closed(self, handle: WorkerHandle) -> None:
@@ -790,8 +787,8 @@ class Executor(cf.Executor):
                 backend=self.backend,
                 workers_target=self._count,
                 workers_alive=sum(1 for w in workers if w.ready),
-                workers_booting=sum(1 for w in workers if w.state is State.BOOTING),
-                workers_standby=sum(1 for w in workers if w.state is State.STANDBY),
+                workers_booting=crew.set.count(State.BOOTING),
+                workers_standby=crew.set.count(State.STANDBY),
                 queued=len(self._pending),
                 in_flight=sum(len(b) for w in workers for b in w.inflight.values()),
                 batches_in_flight=sum(len(w.inflight) for w in workers),

@@ -32,7 +32,6 @@ import threading
 import time
 
 from ._errors import BackendUnavailable, BootstrapError
-from ._events import WorkerEvent
 from ._workerset import Member, State, WorkerSet
 
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
@@ -117,11 +116,9 @@ class ExecutorWorkers:
     ) -> None:
         from ._early import interpreters_leak
 
-        self._owner = owner
         self.backend = backend
         self.limits = limits
         self._boot_name = boot_name
-        self._hooks = hooks
         self._changed = changed
         self._on_broken = on_broken
         self._stopping = stopping
@@ -136,6 +133,9 @@ class ExecutorWorkers:
             limits=limits,
             on_message=on_message,
             on_closed=on_closed,
+            hooks=hooks,
+            source="executor",
+            component=owner,
             lock=lock,
             reader=reader,
             member_class=_Worker,
@@ -176,25 +176,13 @@ class ExecutorWorkers:
         if initial:
             worker.booting = True
             self.booting += 1
-        self._worker_event("worker_started", worker, "standby" if predecessor else "spawn")
+        self.set.tell("worker_started", worker, "standby" if predecessor else "spawn")
         return worker
-
-    def _worker_event(
-        self, hook: str, worker: Member, reason: str, error: BaseException | str | None = None
-    ) -> None:
-        dispatch = getattr(self._hooks, hook)
-        if dispatch:
-            handle = worker.handle
-            dispatch(
-                WorkerEvent(
-                    "executor", self._owner, handle.id, self.backend, handle.pid, reason, error
-                )
-            )
 
     def worker_ready(self, worker: _Worker) -> None:
         """WorkerSet: ``worker`` booted (ACTIVE, or STANDBY behind a recycled worker)."""
         self.booted(worker)
-        self._worker_event("worker_ready", worker, "spawn")
+        self.set.tell("worker_ready", worker, "spawn")
         if worker.state is State.ACTIVE:
             worker.since = time.monotonic()
         age = self.limits.max_worker_age
@@ -221,7 +209,7 @@ class ExecutorWorkers:
             f"the bootstrap failed in a fresh {self.backend} worker: {name}: {message}{hint}", tb
         )
         self.booted(worker)
-        self._worker_event("worker_failed", worker, "boot_failed", error)
+        self.set.tell("worker_failed", worker, "boot_failed", error)
         if self.broken is None and (not self.members or worker.initial):
             self.broken = error
             self._on_broken(error)
@@ -242,7 +230,7 @@ class ExecutorWorkers:
             )
         )
         self.booted(worker)
-        self._worker_event("worker_failed", worker, "boot_timeout", error)
+        self.set.tell("worker_failed", worker, "boot_timeout", error)
         if self.broken is None and worker.initial:
             self.broken = error
             self._on_broken(error)
@@ -345,7 +333,7 @@ class ExecutorWorkers:
         elif successor.ready:
             successor.since = time.monotonic()
         self.recycled[worker.reason] += 1
-        self._worker_event("worker_retired", worker, worker.reason)
+        self.set.tell("worker_retired", worker, worker.reason)
         log.info(
             "runtime: recycling %s worker %s (%s: %s jobs, %.1fs old)",
             self.backend,
@@ -409,23 +397,23 @@ class ExecutorWorkers:
         """``worker``'s pipe closed (its jobs were failed already): replace it, or break."""
         retiring = worker.state is State.RETIRING
         worker.state = State.GONE
-        self._worker_event("worker_stopped", worker, "exit" if retiring else "died")
+        self.set.tell("worker_stopped", worker, "exit" if retiring else "died")
         if self._stopping() or self.broken is not None or retiring:
             return  # ending anyway, or recycled: its successor has taken its place
         if was_ready:
             log.warning("runtime: %s; replacing it", handle.describe_exit())
             self.replaced += 1
-            self._worker_event("worker_replaced", worker, "died", handle.describe_exit())
+            self.set.tell("worker_replaced", worker, "died", handle.describe_exit())
             self._replace(worker)
         elif worker.initial or not self.members:
             self.broken = BootstrapError(
                 f"a fresh {self.backend} worker died while bootstrapping: {handle.describe_exit()}"
             )
-            self._worker_event("worker_failed", worker, "died", self.broken)
+            self.set.tell("worker_failed", worker, "died", self.broken)
         else:  # a replacement died while booting; the others carry on
             log.error(
                 "runtime: a replacement worker died while bootstrapping: %s",
                 handle.describe_exit(),
             )
-            self._worker_event("worker_failed", worker, "died", handle.describe_exit())
+            self.set.tell("worker_failed", worker, "died", handle.describe_exit())
             self._retry(worker)

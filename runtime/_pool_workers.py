@@ -21,7 +21,6 @@ from typing import TYPE_CHECKING, Any
 from ._channel import pickling_for_process
 from ._common import warn_if_gil_returned
 from ._errors import BackendUnavailable, BootstrapError
-from ._events import WorkerEvent
 from ._pickling import dumps
 from ._slots import Kind, Slot, SlotState
 from ._wire import decode_exception
@@ -68,7 +67,6 @@ class PoolWorkers:
         self.limits = limits
         self._bootstrap_name = bootstrap_name
         self._pickling = pickling
-        self._hooks = hooks
         self.set = WorkerSet(
             self,
             backend=backend,
@@ -78,6 +76,9 @@ class PoolWorkers:
             limits=limits,
             on_message=lambda w, m: events.put(("msg", w, m)),
             on_closed=lambda w: events.put(("closed", w)),
+            hooks=hooks,
+            source="pool",
+            component=pool,
             post=lambda call: events.put(("call", call)),
         )
 
@@ -91,7 +92,7 @@ class PoolWorkers:
             slot.new_worker(member, member.started)
             slot.state = SlotState.BOOTING
             self.arm_age(slot)
-        self.event("worker_started", member, "standby" if standby else "spawn")
+        self.set.tell("worker_started", member, "standby" if standby else "spawn")
 
     def _info(self, member: Member) -> dict[str, Any]:
         slot: Slot = member.tag
@@ -103,16 +104,6 @@ class PoolWorkers:
             "kind": slot.kind.label,
             "pid": member.handle.pid or 0,
         }
-
-    def event(
-        self, hook: str, member: Member, reason: str, error: BaseException | str | None = None
-    ) -> None:
-        dispatch = getattr(self._hooks, hook)
-        if dispatch:
-            handle = member.handle
-            dispatch(
-                WorkerEvent("pool", self._pool, handle.id, self.backend, handle.pid, reason, error)
-            )
 
     def run_task(self, slot: Slot) -> None:
         """Send the slot's task to its (booted, idle) worker."""
@@ -158,7 +149,7 @@ class PoolWorkers:
         old = slot.worker
         if old is not None and workers.live(old):
             workers.hand_over(old)  # retires ``old``, activates the standby
-            self.event("worker_retired", old, reason)
+            self.set.tell("worker_retired", old, reason)
         else:
             standby.predecessor = None
             workers.activate(standby)
@@ -172,13 +163,13 @@ class PoolWorkers:
         killed = self.set.kill_or_abandon(member, reason)
         if killed:
             log.warning("runtime: killed process worker %d: %s", member.handle.id, reason)
-        self.event("worker_stopped", member, "killed" if killed else "abandoned", reason)
+        self.set.tell("worker_stopped", member, "killed" if killed else "abandoned", reason)
         return killed
 
     # ------------------------------------------------------------------ WorkerSet callbacks
     def worker_ready(self, member: Member) -> None:
         slot: Slot = member.tag
-        self.event("worker_ready", member, "spawn")
+        self.set.tell("worker_ready", member, "spawn")
         if member is slot.standby:
             self._standby_ready(slot)
         elif member is slot.worker:
@@ -189,7 +180,7 @@ class PoolWorkers:
 
     def worker_boot_failed(self, member: Member, payload: Any, refused: bool) -> None:
         slot: Slot = member.tag
-        self.event("worker_failed", member, "boot_failed", f"{payload[1]}: {payload[2]}")
+        self.set.tell("worker_failed", member, "boot_failed", f"{payload[1]}: {payload[2]}")
         if member is slot.standby:
             log.warning(
                 "runtime: the successor booted for slot %d failed its bootstrap: %s: %s; "
@@ -225,7 +216,7 @@ class PoolWorkers:
     def worker_boot_timed_out(self, member: Member, elapsed: float, killed: bool) -> None:
         slot: Slot = member.tag
         timeout = self.limits.boot_timeout
-        self.event("worker_failed", member, "boot_timeout", f"{elapsed:.1f}s")
+        self.set.tell("worker_failed", member, "boot_timeout", f"{elapsed:.1f}s")
         if member is slot.standby:
             log.error(
                 "runtime: the successor worker %d booted for slot %d did not finish the "
@@ -309,7 +300,7 @@ class PoolWorkers:
         if member is None:
             return
         slot: Slot = member.tag
-        self.event("worker_stopped", member, "exit", handle.describe_exit())
+        self.set.tell("worker_stopped", member, "exit", handle.describe_exit())
         if member is slot.standby:
             log.warning(
                 "runtime: the successor booted for slot %d failed: %s; trying again later",
@@ -331,7 +322,7 @@ class PoolWorkers:
                 return
             self._sup.count("replaced", slot)
             log.warning("runtime: %s; replacing it", handle.describe_exit())
-            self.event("worker_replaced", member, "died", handle.describe_exit())
+            self.set.tell("worker_replaced", member, "died", handle.describe_exit())
             self._sup.task_failed(
                 slot, handle.describe_exit(), None, worker_gone=True, failed=member
             )

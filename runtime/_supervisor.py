@@ -45,6 +45,7 @@ from ._signals import SignalAwareEvent
 from ._slots import TERMINAL, Kind, Slot, SlotState, restart_backoff, retire_order
 from ._statistics import PoolReport, PoolStatistics
 from ._task import WorkerInfo
+from ._wire import exception_name
 from .backends import join_all
 
 if TYPE_CHECKING:
@@ -339,8 +340,7 @@ class Supervisor:
         self._apply(slot, decision, label, now)
         if self._hooks.task_failed:
             if payload is not None:
-                name: str = payload[1]
-                exc_type = name[9:] if name.startswith("builtins.") else name
+                exc_type = exception_name(payload[1])
                 message, tb = payload[2], payload[3]
             else:
                 message, tb = summary, ""
@@ -388,7 +388,7 @@ class Supervisor:
             if reason is not None:
                 log.info("runtime: recycling the worker of %s (%s) for its restart", label, reason)
                 self.count_recycled(slot, reason)
-                self._workers.event("worker_retired", slot.worker, reason)
+                self._workers.set.tell("worker_retired", slot.worker, reason)
                 self._workers.release_worker(slot)
             elif decision.fresh_worker:
                 slot.fresh += 1
@@ -524,5 +524,5 @@ class Supervisor:
         workers.spawned = []
         with self._lock:  # the supervisor no longer reads their "closed" events
             for member in list(workers.members.values()):
-                self._workers.event("worker_stopped", member, "exit")
+                self._workers.set.tell("worker_stopped", member, "exit")
             workers.members.clear()

@@ -397,6 +397,12 @@ def recv_message(fd: int) -> Any:
 ExcPayload = tuple[bytes | None, str, str, str]
 
 
+def exception_name(qualified: str) -> str:
+    """How failures name an exception class: ``builtins.ValueError`` -> ``ValueError``;
+    other names keep their module (``runtime.WorkerCrashed``)."""
+    return qualified[len("builtins.") :] if qualified.startswith("builtins.") else qualified
+
+
 def encode_exception(exc: BaseException) -> ExcPayload:
     from ._exc_transfer import encode_exception as encode
 

@@ -42,6 +42,8 @@ import functools
 import logging
 import time
 
+from ._events import WorkerEvent
+
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -49,6 +51,7 @@ if TYPE_CHECKING:
     from typing import Any, Protocol
 
     from ._early import EarlyInterpreter
+    from ._events import Hooks
     from ._hub import Hub, Timer
     from ._lifecycle import Limits
     from .backends import WorkerHandle
@@ -155,12 +158,18 @@ class WorkerSet:
         limits: Limits,
         on_message: Callable[[WorkerHandle, tuple[Any, ...]], None],
         on_closed: Callable[[WorkerHandle], None],
+        hooks: Hooks,
+        source: str,
+        component: Any,
         lock: Any = None,
         post: Callable[[Callable[[], None]], None] | None = None,
         reader: Any = None,
         member_class: type[Member] = Member,
     ) -> None:
         self.owner = owner
+        self._hooks = hooks
+        self._source = source  # "executor" or "pool", for the observers' events
+        self._component = component  # the public object observers are told about
         self.backend = backend
         self.hub = hub
         self._info = info
@@ -178,6 +187,26 @@ class WorkerSet:
         #: A running average of boot times: owners use it to spawn successors in time.
         self.boot_seconds = BOOT_GUESS.get(backend, 0.1)
         self._retry = RETRY_FIRST
+
+    # ------------------------------------------------------------------ observers
+    def tell(
+        self, hook: str, member: Member, reason: str, error: BaseException | str | None = None
+    ) -> None:
+        """Hand observers a :class:`runtime.WorkerEvent` for ``member`` (when one listens)."""
+        dispatch = getattr(self._hooks, hook)
+        if dispatch:
+            handle = member.handle
+            dispatch(
+                WorkerEvent(
+                    self._source,
+                    self._component,
+                    handle.id,
+                    self.backend,
+                    handle.pid,
+                    reason,
+                    error,
+                )
+            )
 
     # ------------------------------------------------------------------ deadlines
     def call_later(self, delay: float, fn: Callable[..., None], *args: Any) -> Timer:

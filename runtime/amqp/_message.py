@@ -134,11 +134,14 @@ class HandlerFailure:
             message = str(exc)
         except Exception:
             message = "<unprintable exception>"
-        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
-        if name.startswith("builtins."):
-            name = name[len("builtins.") :]
+        from .._wire import exception_name
+
         return cls(
-            name, message[:_MESSAGE_LIMIT], tb[-_TRACEBACK_LIMIT:], current_worker(), duration
+            exception_name(f"{type(exc).__module__}.{type(exc).__qualname__}"),
+            message[:_MESSAGE_LIMIT],
+            tb[-_TRACEBACK_LIMIT:],
+            current_worker(),
+            duration,
         )
 
     def headers(self) -> dict[str, str]:

@@ -123,7 +123,6 @@ class Retries:
             exchange, routing_key, message.body, pika.BasicProperties(headers=headers, **props)
         )
         if self._hooks.delivery_failed:
-            name = failure.type
             self._hooks.delivery_failed(
                 DeliveryFailed(
                     owner=self._owner,
@@ -132,7 +131,7 @@ class Retries:
                     message_id=message.message_id,
                     attempt=message.attempt,
                     action=action,
-                    exception_type=name[9:] if name.startswith("builtins.") else name,
+                    exception_type=failure.type,  # named as runtime.Failure names it
                     message=failure.message,
                     traceback=failure.traceback,
                     worker=failure.worker,

@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - a build without the C module
     from queue import SimpleQueue
 
 from .._errors import ConfigurationError
+from .._wire import exception_name
 
 # Not typing.TYPE_CHECKING: a new executor imports this module, and typing costs it milliseconds.
 TYPE_CHECKING = False
@@ -32,11 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["Failure", "FailureReports", "combine_hooks", "exception_name", "resolve_hook"]
 
 log = logging.getLogger("runtime")
-
-
-def exception_name(qualified: str) -> str:
-    """``builtins.ValueError`` -> ``ValueError``; other names keep their module."""
-    return qualified[len("builtins.") :] if qualified.startswith("builtins.") else qualified
 
 
 def __getattr__(name: str) -> Any:
