@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from runtime._events import Hooks
 from runtime._hub import Hub
 from runtime._lifecycle import Limits
 from runtime._workerset import Member, State, WorkerSet
@@ -81,6 +82,9 @@ class Harness:
             limits=Limits(boot_timeout=boot_timeout),
             on_message=self._message,
             on_closed=self._closed,
+            hooks=Hooks(),
+            source="executor",
+            component=self.owner,
             lock=self.owner.lock,
         )
 
@@ -246,6 +250,12 @@ def test_timers_run_under_the_owner_lock_or_are_posted(harness, backend):
     assert fired.wait(10)
 
     posted: list[Any] = []
+    delivered = threading.Event()
+
+    def post(call: Any) -> None:
+        posted.append(call)
+        delivered.set()
+
     hub = Hub(name="runtime-test-hub2")
     try:
         posting = WorkerSet(
@@ -257,13 +267,14 @@ def test_timers_run_under_the_owner_lock_or_are_posted(harness, backend):
             limits=Limits(boot_timeout=None),
             on_message=lambda w, m: None,
             on_closed=lambda w: None,
-            post=posted.append,
+            hooks=Hooks(),
+            source="pool",
+            component=h.owner,
+            post=post,
         )
         done = threading.Event()
         posting.call_later(0.01, done.set)
-        end = time.monotonic() + 10
-        while not posted and time.monotonic() < end:
-            time.sleep(0.01)
+        assert delivered.wait(10)
         assert posted
         assert not done.is_set()
         posted[0]()
